@@ -1,0 +1,1 @@
+"""Image Studio HTTP API (FastAPI, ``/api/v1``)."""

@@ -1,0 +1,75 @@
+"""The application factory: the v1 API and the studio on one FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from sqlmodel import select
+
+from api.errors import RequestContextMiddleware, error_response, install_error_handlers
+from api.routes import api_router
+from engine import __version__
+from engine.config import Settings
+from engine.db import session_scope
+from engine.models import ApiKey
+from engine.service import ImageEngine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, engine: ImageEngine | None = None,
+               with_studio: bool | None = None) -> FastAPI:
+    settings = settings or (engine.settings if engine else Settings())
+    engine = engine or ImageEngine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        engine.start()
+        _hint_first_key(engine)
+        yield
+        engine.stop()
+
+    app = FastAPI(
+        title="Image Studio API", version=__version__, lifespan=lifespan,
+        description="Self-hosted image generation. Authenticate with `Authorization: Bearer sk_live_…`.",
+    )
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(api_router)
+    _add_api_fallback(app)
+    if settings.studio_enabled if with_studio is None else with_studio:
+        from studio import mount_studio
+
+        mount_studio(app, engine)
+    return app
+
+
+def _add_api_fallback(app: FastAPI) -> None:
+    """Unknown /api paths answer with the JSON envelope, not the studio's HTML 404 page."""
+
+    def allowed_methods(path: str) -> list[str]:
+        # The documented paths tell which methods a known path takes (405 rather than 404).
+        methods: set[str] = set()
+        for template, operations in app.openapi()["paths"].items():
+            if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+                methods |= {m.upper() for m in operations}
+        return sorted(methods)
+
+    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def api_not_found(request: Request, path: str):
+        allowed = allowed_methods(request.url.path)
+        if allowed:
+            return error_response(405, "method_not_allowed", f"{request.method} is not allowed here",
+                                  headers={"Allow": ", ".join(allowed)})
+        return error_response(404, "not_found", f"no API route at /api/{path}")
+
+
+def _hint_first_key(engine: ImageEngine) -> None:
+    with session_scope(engine.db) as session:
+        has_key = session.exec(select(ApiKey).limit(1)).first() is not None
+    if not has_key:
+        log.warning("No API keys yet. Create the first admin key with:  imagestudio keys create --admin")

@@ -1,0 +1,177 @@
+"""The ``imagestudio`` command: serve, generate, keys and models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlmodel import select
+
+from engine.config import Settings
+
+app = typer.Typer(help="Image Studio: self-hosted image generation with a REST API and a web studio.",
+                  no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+models_app = typer.Typer(help="List and pull models.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
+
+
+def _engine():
+    from engine.service import ImageEngine
+
+    return ImageEngine(Settings())
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+          port: Annotated[int | None, typer.Option(help="Port")] = None,
+          log_level: str = "info") -> None:
+    """Run the web studio (/) and the REST API (/api/v1) in one process."""
+    import uvicorn
+
+    from api.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    typer.echo(f"Image Studio on http://{host}:{port}/  (API: /api/v1, OpenAPI: /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def generate(prompt: str,
+             model: Annotated[str | None, typer.Option(help="Model slug (see `imagestudio models list`)")] = None,
+             out: Annotated[Path, typer.Option(help="Where to write the PNG")] = Path("image.png"),
+             width: int = 512, height: int = 512, steps: int | None = None, seed: int | None = None,
+             negative_prompt: str | None = None) -> None:
+    """Generate one image on this machine and write it as a PNG."""
+    from engine.generation import GenerationParams
+
+    engine = _engine()
+    engine.start()
+    try:
+        user = _cli_user(engine)
+        params = GenerationParams(prompt=prompt, model=model, width=width, height=height, steps=steps, seed=seed,
+                                  negative_prompt=negative_prompt)
+        result = engine.generate(user, params, store=False)
+    finally:
+        engine.stop()
+    out.write_bytes(result.png)
+    p = result.params
+    typer.echo(f"{out}: {p.width}x{p.height} {p.model} seed={p.seed} steps={p.steps} in {result.duration_ms} ms")
+
+
+def _cli_user(engine):
+    from engine.accounts import create_user
+    from engine.db import session_scope
+    from engine.models import User
+
+    with session_scope(engine.db) as session:
+        user = session.exec(select(User).where(User.email == "cli@localhost")).first()
+        return user or create_user(session, "cli@localhost", name="Command line")
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="A label for the key")] = "default",
+                email: Annotated[str, typer.Option(help="Owner; created if new")] = "admin@localhost",
+                admin: Annotated[bool, typer.Option(help="Make a new owner an admin")] = False,
+                plan: Annotated[str, typer.Option(help="Plan of a new owner's workspace")] = "free") -> None:
+    """Create an API key (the full key is shown only now). Until an admin exists, a new owner is one."""
+    from engine.accounts import create_api_key, create_user, display_prefix, normalize_email
+    from engine.db import session_scope
+    from engine.models import User
+
+    engine = _engine()
+    with session_scope(engine.db) as session:
+        user = session.exec(select(User).where(User.email == normalize_email(email))).first()
+        if user is None:
+            no_admin_yet = session.exec(select(User).where(User.is_admin)).first() is None
+            user = create_user(session, email, name=email.split("@")[0], is_admin=admin or no_admin_yet,
+                               plan_slug=plan)
+        key, full_key = create_api_key(session, user, name)
+    typer.echo(f"Created key {display_prefix(key)} for {user.email}{' (admin)' if user.is_admin else ''}.")
+    typer.echo("Store it now; it is not shown again:\n")
+    typer.echo(full_key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys by prefix with their owner, creation and last use."""
+    from engine.accounts import display_prefix, list_api_keys
+    from engine.db import session_scope
+    from engine.models import User
+
+    engine = _engine()
+    with session_scope(engine.db) as session:
+        keys = list_api_keys(session)
+        emails = {u.id: u.email for u in session.exec(select(User)).all()}
+    if not keys:
+        typer.echo("No keys yet: imagestudio keys create --admin")
+    for key in keys:
+        state = "revoked" if key.revoked_at else "active"
+        used = key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "never"
+        typer.echo(f"{display_prefix(key):22} {state:8} {emails.get(key.user_id, '?'):30} "
+                   f"created {key.created_at:%Y-%m-%d}  last used {used}  {key.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="Key prefix (sk_live_abcd1234) or id")]) -> None:
+    """Revoke a key; it fails on the very next request."""
+    from engine.accounts import display_prefix, revoke_api_key
+    from engine.db import session_scope
+    from engine.errors import NotFound
+
+    engine = _engine()
+    with session_scope(engine.db) as session:
+        try:
+            revoked = revoke_api_key(session, key)
+        except NotFound as exc:
+            typer.echo(exc.message, err=True)
+            raise typer.Exit(1) from exc
+    typer.echo(f"Revoked {display_prefix(revoked)}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model with whether it can run here."""
+    engine = _engine()
+    for spec in engine.catalog.all():
+        state, reason = engine.pipelines.state(spec)
+        typer.echo(f"{spec.slug:20} {state:13} {spec.name}" + (f"  ({reason})" if reason else ""))
+
+
+@models_app.command("pull")
+def models_pull(slug: str) -> None:
+    """Download a model's weights into the data folder (tiny models are built locally)."""
+    from engine.errors import EngineError
+
+    engine = _engine()
+    try:
+        path = engine.pipelines.pull(slug)
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{slug} is ready in {path}")
+
+
+@models_app.command("add")
+def models_add(slug: str, source: Annotated[str, typer.Argument(help="Hub repo id or a local diffusers folder")],
+               family: Annotated[str, typer.Option(help="sd | sdxl | flux | flux2 | flux2-klein")] = "sd",
+               name: str | None = None) -> None:
+    """Add your own model: a hub repository id or a local diffusers folder."""
+    from engine.errors import EngineError
+
+    engine = _engine()
+    try:
+        spec = engine.catalog.add_custom(slug, source, family, name=name)
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Added {spec.slug} ({spec.family}) from {source}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,172 @@
+"""One error envelope for every response, one status code per domain error, a request id on everything."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from contextvars import ContextVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine import errors as engine_errors
+from engine.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+# The one place where a domain error becomes an HTTP status.
+STATUS_BY_ERROR: dict[type[engine_errors.EngineError], int] = {
+    engine_errors.InvalidRequest: 400,
+    engine_errors.ModelNotFound: 400,
+    engine_errors.Unauthenticated: 401,
+    engine_errors.Forbidden: 403,
+    engine_errors.NotFound: 404,
+    engine_errors.JobCancelled: 409,
+    engine_errors.GenerationFailed: 500,
+    engine_errors.ModelUnavailable: 503,
+    engine_errors.QueueFull: 503,
+    StorageError: 507,
+}
+
+
+def status_for(exc: engine_errors.EngineError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def current_request_id() -> str:
+    return request_id_var.get()
+
+
+def error_body(code: str, message: str, **extra) -> dict:
+    error = {"code": code, "message": message}
+    error.update({k: v for k, v in extra.items() if v is not None})
+    return {"success": False, "error": error, "request_id": current_request_id()}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+
+
+def error_for(exc: engine_errors.EngineError) -> dict:
+    """The ``error`` object of an engine error, as used inside batch results."""
+    return error_body(exc.code, exc.message, field=exc.field)["error"]
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[dict]) -> list[dict]:
+    return [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid value"),
+             "type": e.get("type")} for e in errors]
+
+
+async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JSONResponse:
+    status = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, headers=headers, field=exc.field)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    details = validation_details(errors)
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    return error_response(422, "validation_error", f"{first['field']}: {first['message']}",
+                          field=first["field"], details=details)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+               429: "rate_limited"}
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(engine_errors.EngineError, _engine_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+class RequestContextMiddleware:
+    """Pure ASGI: assigns a request id (or keeps a sane incoming X-Request-ID), adds it to every
+    response, refuses bodies over the size limit with 413, and turns an unhandled error into a
+    500 envelope that still carries the request id."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = list(message.get("headers", [])) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def send_json(status: int, body: dict, headers: list | None = None):
+            payload = json.dumps(body).encode()
+            await send_with_id({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                *(headers or [])]})
+            await send({"type": "http.response.body", "body": payload})
+
+        try:
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                return await send_json(413, error_body(
+                    "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes"))
+            received = 0
+
+            async def limited_receive():
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        raise _BodyTooLarge()
+                return message
+
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            if not started:
+                await send_json(413, error_body("payload_too_large",
+                                                f"request body exceeds {self.max_body_bytes} bytes"))
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await send_json(500, error_body("internal_error", "an internal error occurred"))
+        finally:
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,101 @@
+"""Request and response bodies of the v1 API."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from engine.generation import DEFAULT_SIZE, MAX_SEED, MAX_SIZE, MIN_SIZE
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    success: bool = True
+    data: T
+    request_id: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    success: bool = False
+    error: ErrorInfo
+    request_id: str
+
+
+class GenerateRequest(BaseModel):
+    """A single image (``prompt`` …) or a batch (``items``, each an object with the same fields;
+    top-level fields act as defaults for every item)."""
+
+    prompt: str | None = Field(default=None, min_length=1, max_length=2000, examples=["a red fox in fresh snow"])
+    negative_prompt: str | None = Field(default=None, max_length=1000)
+    model: str | None = Field(default=None, max_length=64, examples=["flux-schnell"])
+    width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+    height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+    steps: int | None = Field(default=None, ge=1, le=50)
+    guidance_scale: float | None = Field(default=None, ge=0, le=30)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    items: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class ImageData(BaseModel):
+    id: str
+    job_id: str
+    image: str = Field(description="The PNG as a data URL (data:image/png;base64,…)")
+    image_url: str = Field(description="Same as `image` unless the image is stored, then its hosted URL")
+    format: str = "png"
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    duration_ms: int
+
+
+class BatchResult(BaseModel):
+    index: int
+    success: bool
+    data: ImageData | None = None
+    error: ErrorInfo | None = None
+
+
+class BatchData(BaseModel):
+    results: list[BatchResult]
+    total: int
+    succeeded: int
+    failed: int
+
+
+class ModelInfo(BaseModel):
+    slug: str
+    name: str
+    description: str
+    available: bool
+    status: str = Field(description="loaded | ready | downloadable | unavailable")
+    reason: str | None = None
+    family: str
+    default_steps: int
+    default_guidance: float
+    min_size: int
+    max_size: int
+    supports_negative_prompt: bool
+    repo_id: str | None
+    license: str
+    default: bool = False
+
+
+class HealthData(BaseModel):
+    status: str
+    version: str
+    uptime_s: int
+    checks: dict[str, dict[str, Any]]

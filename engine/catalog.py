@@ -1,0 +1,205 @@
+"""The model catalog: every slug the API accepts, where its weights come from, how to run it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from engine.db import session_scope
+
+from engine.errors import InvalidRequest, ModelNotFound
+from engine.models import CustomModel
+
+# The pipeline classes by family: text-to-image and the image-to-image ("edit") variant.
+FAMILY_PIPELINES: dict[str, tuple[str, str | None]] = {
+    "sd": ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"),
+    "sdxl": ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+    "flux": ("FluxPipeline", "FluxImg2ImgPipeline"),
+    "flux2": ("Flux2Pipeline", "Flux2Pipeline"),
+    "flux2-klein": ("Flux2KleinPipeline", "Flux2KleinPipeline"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    slug: str
+    name: str
+    description: str
+    family: str  # key of FAMILY_PIPELINES, or "proprietary"
+    repo_id: str | None = None  # Hugging Face repository, or None
+    local_path: str | None = None  # a diffusers folder on this machine
+    default_steps: int = 25
+    default_guidance: float = 7.0
+    min_size: int = 256
+    max_size: int = 1024
+    size_multiple: int = 8
+    supports_negative: bool = True
+    max_sequence_length: int | None = None
+    scheduler: str | None = None  # a scheduler class to swap in after loading
+    scheduler_config: dict = field(default_factory=dict)
+    unet_weights: tuple[str, str] | None = None  # (repo, file) of a UNet that replaces the base one
+    license: str = ""
+    unavailable_reason: str | None = None  # set for proprietary models with no open weights
+    tiny: bool = False
+    custom: bool = False
+
+    @property
+    def pipeline_class(self) -> str | None:
+        return FAMILY_PIPELINES.get(self.family, (None, None))[0]
+
+    @property
+    def edit_pipeline_class(self) -> str | None:
+        return FAMILY_PIPELINES.get(self.family, (None, None))[1]
+
+    @property
+    def open_weights(self) -> bool:
+        return self.unavailable_reason is None
+
+
+_PROPRIETARY = "proprietary model with no open weights; it can only run on its vendor's service"
+
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        slug="flux-schnell", name="FLUX.1 [schnell]",
+        description="Black Forest Labs' 12B timestep-distilled FLUX model: sharp images in 1-4 steps. Apache-2.0.",
+        family="flux", repo_id="black-forest-labs/FLUX.1-schnell", default_steps=4, default_guidance=0.0,
+        min_size=256, max_size=1024, size_multiple=16, supports_negative=False, max_sequence_length=256,
+        license="apache-2.0",
+    ),
+    ModelSpec(
+        slug="flux-2-klein-9b", name="FLUX.2 [klein] 9B",
+        description="Distilled 9B FLUX.2 model: sub-second generation and editing with multi-reference support.",
+        family="flux2-klein", repo_id="black-forest-labs/FLUX.2-klein-9B", default_steps=4, default_guidance=1.0,
+        size_multiple=16, supports_negative=False, license="flux-non-commercial (gated)",
+    ),
+    ModelSpec(
+        slug="flux-2-klein-4b", name="FLUX.2 [klein] 4B",
+        description="Distilled 4B FLUX.2 model, small enough for consumer GPUs. Apache-2.0.",
+        family="flux2-klein", repo_id="black-forest-labs/FLUX.2-klein-4B", default_steps=4, default_guidance=1.0,
+        size_multiple=16, supports_negative=False, license="apache-2.0",
+    ),
+    ModelSpec(
+        slug="flux-2-dev", name="FLUX.2 [dev]",
+        description="32B open-weight FLUX.2 model for the highest quality generation and editing (needs a large GPU).",
+        family="flux2", repo_id="black-forest-labs/FLUX.2-dev", default_steps=28, default_guidance=4.0,
+        size_multiple=16, supports_negative=False, license="flux-dev-non-commercial (gated)",
+    ),
+    ModelSpec(
+        slug="flux-2-pro", name="FLUX.2 [pro]",
+        description="Black Forest Labs' flagship FLUX.2 model, served only through their API.",
+        family="proprietary", unavailable_reason=_PROPRIETARY + " (Black Forest Labs API)",
+    ),
+    ModelSpec(
+        slug="stable-diffusion", name="Stable Diffusion XL",
+        description="Stability AI's SDXL 1.0 base model: versatile 1024px generation with negative prompts.",
+        family="sdxl", repo_id="stabilityai/stable-diffusion-xl-base-1.0", default_steps=30, default_guidance=7.0,
+        min_size=512, max_size=1024, license="openrail++",
+    ),
+    ModelSpec(
+        slug="sdxl-lightning", name="SDXL Lightning (4-step)",
+        description="ByteDance's progressive-distilled SDXL UNet: SDXL quality in 4 steps.",
+        family="sdxl", repo_id="stabilityai/stable-diffusion-xl-base-1.0",
+        unet_weights=("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_unet.safetensors"),
+        scheduler="EulerDiscreteScheduler", scheduler_config={"timestep_spacing": "trailing"},
+        default_steps=4, default_guidance=0.0, min_size=512, max_size=1024, license="openrail++",
+    ),
+    ModelSpec(
+        slug="dreamshaper-8-lcm", name="DreamShaper 8 LCM",
+        description="Lykon's DreamShaper 8 (SD 1.5 family) with latent consistency: good images in 4-8 steps.",
+        family="sd", repo_id="Lykon/dreamshaper-8-lcm", scheduler="LCMScheduler",
+        default_steps=6, default_guidance=1.5, min_size=256, max_size=768, license="creativeml-openrail-m",
+    ),
+    ModelSpec(
+        slug="lucid-origin", name="Lucid Origin",
+        description="Leonardo.Ai's Lucid Origin model.",
+        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)",
+    ),
+    ModelSpec(
+        slug="phoenix-1", name="Phoenix 1.0",
+        description="Leonardo.Ai's Phoenix 1.0 model.",
+        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)",
+    ),
+    # Tiny offline models: real architectures with random weights, built by the project itself.
+    ModelSpec(
+        slug="tiny-sd", name="Tiny SD (offline test model)",
+        description="An SD 1.5-family pipeline with tiny random weights, built locally; for tests and demos.",
+        family="sd", default_steps=2, default_guidance=5.0, tiny=True, max_size=1024,
+    ),
+    ModelSpec(
+        slug="tiny-sdxl", name="Tiny SDXL (offline test model)",
+        description="An SDXL pipeline with tiny random weights, built locally; for tests and demos.",
+        family="sdxl", default_steps=2, default_guidance=5.0, tiny=True,
+    ),
+    ModelSpec(
+        slug="tiny-flux", name="Tiny FLUX (offline test model)",
+        description="A FLUX.1 pipeline with tiny random weights, built locally; for tests and demos.",
+        family="flux", default_steps=2, default_guidance=0.0, size_multiple=16, supports_negative=False,
+        max_sequence_length=64, tiny=True,
+    ),
+)
+
+
+class Catalog:
+    """Built-in specs plus the models users added (kept in the database)."""
+
+    def __init__(self, db_engine):
+        self._db = db_engine
+        self._builtin = {spec.slug: spec for spec in BUILTIN_MODELS}
+
+    def all(self) -> list[ModelSpec]:
+        return list(self._builtin.values()) + self._custom_specs()
+
+    def get(self, slug: str) -> ModelSpec:
+        if slug in self._builtin:
+            return self._builtin[slug]
+        with session_scope(self._db) as session:
+            row = session.get(CustomModel, slug)
+        if row is None:
+            known = ", ".join(spec.slug for spec in self.all())
+            raise ModelNotFound(f"unknown model '{slug}'; known models: {known}", field="model")
+        return _custom_spec(row)
+
+    def add_custom(self, slug: str, source: str, family: str, name: str | None = None,
+                   description: str = "") -> ModelSpec:
+        if slug in self._builtin:
+            raise InvalidRequest(f"'{slug}' is a built-in model slug", field="slug")
+        if family not in FAMILY_PIPELINES:
+            raise InvalidRequest(f"family must be one of {', '.join(FAMILY_PIPELINES)}", field="family")
+        if not slug.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(slug) > 64:
+            raise InvalidRequest("slug may hold letters, digits, '-', '_' and '.' (64 at most)", field="slug")
+        path = Path(source).expanduser()
+        if path.is_absolute() or source.startswith("."):
+            if not (path / "model_index.json").exists():
+                raise InvalidRequest(f"{source} is not a diffusers folder (no model_index.json)", field="source")
+            source = str(path.resolve())
+        row = CustomModel(slug=slug, name=name or slug, source=source, family=family, description=description)
+        with session_scope(self._db) as session:
+            session.merge(row)
+            session.commit()
+        return _custom_spec(row)
+
+    def remove_custom(self, slug: str) -> None:
+        with session_scope(self._db) as session:
+            row = session.get(CustomModel, slug)
+            if row is None:
+                raise ModelNotFound(f"no custom model '{slug}'")
+            session.delete(row)
+            session.commit()
+
+    def _custom_specs(self) -> list[ModelSpec]:
+        with session_scope(self._db) as session:
+            return [_custom_spec(row) for row in session.exec(select(CustomModel)).all()]
+
+
+def _custom_spec(row: CustomModel) -> ModelSpec:
+    base = next(s for s in BUILTIN_MODELS if s.family == row.family and not s.tiny and s.unet_weights is None)
+    is_folder = row.source.startswith("/")
+    return replace(
+        base, slug=row.slug, name=row.name, description=row.description or f"Custom {row.family} model",
+        repo_id=None if is_folder else row.source, local_path=row.source if is_folder else None,
+        default_steps=row.default_steps or base.default_steps,
+        default_guidance=row.default_guidance if row.default_guidance is not None else base.default_guidance,
+        scheduler=None, scheduler_config={}, license="", custom=True,
+    )

@@ -1,0 +1,64 @@
+"""One settings class for the whole process (env prefix ``IMAGESTUDIO_``, ``.env`` read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGESTUDIO_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Database, images, models and secrets live here.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(default=None, description="Base URL shown in snippets and hosted image links.")
+
+    default_model: str = "flux-schnell"
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    memory_budget_gb: float = Field(
+        default=0.0, ge=0, description="Bytes of loaded pipelines kept resident; 0 = 80% of device memory."
+    )
+    allow_downloads: bool = Field(default=True, description="Fetch missing weights from the hub on first use.")
+    cpu_threads: int = Field(default=0, ge=0, description="torch threads on CPU; 0 = torch's default.")
+
+    storage_enabled: bool = True
+    studio_enabled: bool = True
+    secret_key: str | None = Field(default=None, description="Signs JWTs and links; generated into data_dir if unset.")
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'imagestudio.db').resolve()}"
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.data_dir, self.models_dir, self.images_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        import secrets
+
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip()

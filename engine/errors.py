@@ -1,0 +1,50 @@
+"""Domain errors raised by the engine. The API maps each class to one status code."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class: ``code`` is the machine-readable error code shown to clients."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(EngineError):
+    code = "invalid_request"
+
+
+class NotFound(EngineError):
+    code = "not_found"
+
+
+class Unauthenticated(EngineError):
+    code = "unauthorized"
+
+
+class Forbidden(EngineError):
+    code = "forbidden"
+
+
+class ModelUnavailable(EngineError):
+    code = "model_unavailable"
+
+
+class ModelNotFound(EngineError):
+    code = "model_not_found"
+
+
+class QueueFull(EngineError):
+    code = "queue_full"
+
+
+class GenerationFailed(EngineError):
+    code = "generation_failed"
+
+
+class JobCancelled(EngineError):
+    code = "job_cancelled"

@@ -1,0 +1,156 @@
+"""Generation requests: validation (``check_inputs``), the pipeline call, PNG encoding."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.catalog import ModelSpec
+from engine.errors import InvalidRequest, ModelUnavailable
+
+MAX_SEED = 2**32 - 1
+MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 256, 1024, 512
+
+
+class GenerationParams(BaseModel):
+    """What a caller asks for. Omitted steps/guidance/seed take the model's defaults or a random seed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(min_length=1, max_length=2000)
+    negative_prompt: str | None = Field(default=None, max_length=1000)
+    model: str | None = Field(default=None, max_length=64)
+    width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+    height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
+    steps: int | None = Field(default=None, ge=1, le=50)
+    guidance_scale: float | None = Field(default=None, ge=0, le=30)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+
+@dataclass(frozen=True)
+class ResolvedParams:
+    """Validated parameters with every default filled in: exactly what the pipeline runs."""
+
+    prompt: str
+    negative_prompt: str | None
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one batched pipeline call."""
+        return (self.model, self.width, self.height, self.steps, self.guidance_scale)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _round_size(value: int, spec: ModelSpec) -> int:
+    multiple = spec.size_multiple
+    rounded = int(round(value / multiple)) * multiple
+    low = -(-spec.min_size // multiple) * multiple
+    high = spec.max_size // multiple * multiple
+    return max(low, min(high, rounded))
+
+
+def check_inputs(params: GenerationParams, spec: ModelSpec) -> ResolvedParams:
+    """Fill defaults and fit the request to the model; raise clear errors for what can't run."""
+    if not spec.open_weights:
+        raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
+    prompt = params.prompt.strip()
+    if not prompt:
+        raise InvalidRequest("prompt must not be blank", field="prompt")
+    negative = (params.negative_prompt or "").strip() or None
+    if negative and not spec.supports_negative:
+        negative = None  # distilled FLUX models have no negative conditioning; ignored, not an error
+    return ResolvedParams(
+        prompt=prompt,
+        negative_prompt=negative,
+        model=spec.slug,
+        width=_round_size(params.width, spec),
+        height=_round_size(params.height, spec),
+        steps=params.steps or spec.default_steps,
+        guidance_scale=spec.default_guidance if params.guidance_scale is None else float(params.guidance_scale),
+        seed=secrets.randbelow(MAX_SEED + 1) if params.seed is None else params.seed,
+    )
+
+
+StepCallback = Callable[[int, int], bool]  # (step done, total) -> keep going?
+
+
+def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
+                 init_images: list[Image.Image] | None = None, strength: float = 0.6) -> list[Image.Image]:
+    """One pipeline call for one or more compatible requests, each with its own seed.
+
+    Noise comes from CPU generators, so a seed gives the same picture on any device.
+    """
+    first = batch[0]
+    assert all(p.batch_key() == first.batch_key() for p in batch), "batch mixes incompatible requests"
+    kwargs: dict = dict(
+        prompt=[p.prompt for p in batch],
+        num_inference_steps=first.steps,
+        guidance_scale=first.guidance_scale,
+        generator=[torch.Generator("cpu").manual_seed(p.seed) for p in batch],
+        output_type="pil",
+    )
+    if init_images is None:
+        kwargs.update(width=first.width, height=first.height)
+    else:
+        kwargs.update(image=[im.convert("RGB").resize((first.width, first.height)) for im in init_images])
+        if "strength" in _call_parameters(pipe):
+            kwargs["strength"] = strength
+        elif "width" in _call_parameters(pipe):
+            kwargs.update(width=first.width, height=first.height)
+    if spec.supports_negative:
+        kwargs["negative_prompt"] = [p.negative_prompt or "" for p in batch]
+    if spec.max_sequence_length and "max_sequence_length" in _call_parameters(pipe):
+        kwargs["max_sequence_length"] = spec.max_sequence_length
+    if on_step is not None:
+        total = first.steps
+
+        def callback(pipeline, step, _timestep, callback_kwargs):
+            if not on_step(step + 1, total):
+                pipeline._interrupt = True
+            return callback_kwargs
+
+        kwargs["callback_on_step_end"] = callback
+    with torch.inference_mode():
+        return list(pipe(**kwargs).images)
+
+
+def _call_parameters(pipe) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def encode_png(image: Image.Image, params: ResolvedParams, extra: dict | None = None) -> bytes:
+    """PNG bytes with the generation parameters as text chunks (readable by common tools)."""
+    info = PngInfo()
+    meta = params.as_dict() | (extra or {})
+    for key, value in meta.items():
+        if value is not None:
+            info.add_text(key, str(value))
+    info.add_text("imagestudio", json.dumps(meta, sort_keys=True))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def read_png_metadata(data: bytes) -> dict:
+    with Image.open(io.BytesIO(data)) as image:
+        text = dict(getattr(image, "text", {}) or {})
+    if "imagestudio" in text:
+        return json.loads(text["imagestudio"])
+    return text

@@ -1,0 +1,140 @@
+"""Database tables. Families follow ``XBase`` / ``X(table=True)`` / ``XPublic``."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Plan(SQLModel, table=True):
+    slug: str = Field(primary_key=True)
+    name: str
+    requests_per_minute: int = 10
+    requests_per_day: int = 50
+    requests_per_month: int = 1500
+    max_concurrent_jobs: int = 1
+    max_batch_size: int = 4
+    storage_enabled: bool = False
+    storage_quota_mb: int = 0
+    monthly_credits: int = 0
+    price_usd_month: float = 0.0
+
+
+class Workspace(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("ws"), primary_key=True)
+    name: str
+    plan_slug: str | None = Field(default="free", foreign_key="plan.slug")
+    credits: int = 0
+    suspended: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserBase(SQLModel):
+    email: str = Field(index=True, unique=True, max_length=320)
+    name: str = ""
+    is_admin: bool = False
+
+
+class User(UserBase, table=True):
+    id: str = Field(default_factory=lambda: new_id("usr"), primary_key=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    password_hash: str | None = None
+    is_active: bool = True
+    preferences: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserPublic(UserBase):
+    id: str
+    workspace_id: str
+    created_at: datetime
+
+
+class ApiKey(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("key"), primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    name: str = ""
+    prefix: str = Field(index=True, unique=True)
+    key_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyPublic(SQLModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ImageRecord(SQLModel, table=True):
+    """One generated image. ``file_path`` is set only once the file is safely on disk."""
+
+    id: str = Field(default_factory=lambda: new_id("img"), primary_key=True)
+    user_id: str = Field(foreign_key="user.id", index=True)
+    workspace_id: str = Field(foreign_key="workspace.id", index=True)
+    job_id: str | None = Field(default=None, index=True)
+    model: str
+    prompt: str
+    negative_prompt: str | None = None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    kind: str = "generate"
+    file_path: str | None = None
+    bytes: int = 0
+    duration_ms: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+class Job(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("job"), primary_key=True)
+    user_id: str | None = Field(default=None, foreign_key="user.id", index=True)
+    kind: str = "generate"
+    status: str = Field(default=JobStatus.QUEUED, index=True)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = None
+    image_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class CustomModel(SQLModel, table=True):
+    """A model a user added: a local diffusers folder or a hub repository id."""
+
+    slug: str = Field(primary_key=True)
+    name: str
+    source: str  # hub repo id or absolute folder path
+    family: str = "sd"  # sd | sdxl | flux | flux2
+    description: str = ""
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,249 @@
+"""Lazy loading of diffusers pipelines under a memory budget (least recently used out)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.catalog import Catalog, ModelSpec
+from engine.errors import ModelUnavailable
+from engine.tiny_models import ensure_tiny_model
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]  # (done, total)
+
+
+class WeightsState:
+    LOADED = "loaded"  # in memory now
+    READY = "ready"  # weights on this machine
+    DOWNLOADABLE = "downloadable"  # open weights, fetched from the hub on first use or by `models pull`
+    UNAVAILABLE = "unavailable"  # no open weights, or not here and downloads are off
+
+
+@dataclass
+class LoadedPipeline:
+    spec: ModelSpec
+    pipe: object
+    bytes: int
+    load_seconds: float
+    last_used: float = field(default_factory=time.monotonic)
+    _edit_pipe: object | None = None
+
+    def edit_pipe(self):
+        """The image-to-image variant, sharing this pipeline's modules (no extra memory)."""
+        if self._edit_pipe is None:
+            import diffusers
+
+            cls_name = self.spec.edit_pipeline_class
+            if cls_name is None:
+                raise ModelUnavailable(f"model '{self.spec.slug}' has no image-to-image pipeline")
+            if cls_name == type(self.pipe).__name__:
+                self._edit_pipe = self.pipe
+            else:
+                self._edit_pipe = getattr(diffusers, cls_name).from_pipe(self.pipe)
+        return self._edit_pipe
+
+
+def module_bytes(pipe) -> int:
+    total = 0
+    for component in getattr(pipe, "components", {}).values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in component.parameters())
+            total += sum(t.numel() * t.element_size() for t in component.buffers())
+    return total
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+class PipelineManager:
+    def __init__(self, catalog: Catalog, models_dir: Path, device: str, dtype: torch.dtype,
+                 budget_bytes: int, allow_downloads: bool = True):
+        self.catalog = catalog
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self.dtype = dtype
+        self.budget_bytes = budget_bytes
+        self.allow_downloads = allow_downloads
+        self._loaded: OrderedDict[str, LoadedPipeline] = OrderedDict()
+        self._lock = threading.Lock()  # guards _loaded and _load_locks
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    # -- state -------------------------------------------------------------------------------
+    def local_folder(self, spec: ModelSpec) -> Path | None:
+        if spec.local_path:
+            return Path(spec.local_path)
+        folder = self.models_dir / spec.slug
+        return folder if (folder / "model_index.json").exists() else None
+
+    def state(self, spec: ModelSpec) -> tuple[str, str | None]:
+        """(state, reason) for the catalog listing."""
+        if spec.slug in self._loaded:
+            return WeightsState.LOADED, None
+        if not spec.open_weights:
+            return WeightsState.UNAVAILABLE, spec.unavailable_reason
+        if spec.tiny:
+            return WeightsState.READY, None
+        if spec.local_path:
+            if (Path(spec.local_path) / "model_index.json").exists():
+                return WeightsState.READY, None
+            return WeightsState.UNAVAILABLE, f"local folder {spec.local_path} has no model_index.json"
+        if self.local_folder(spec) or self._in_hub_cache(spec):
+            return WeightsState.READY, None
+        if self.downloads_possible():
+            return WeightsState.DOWNLOADABLE, f"weights are fetched from {spec.repo_id} on first use"
+        return WeightsState.UNAVAILABLE, self._absent_message(spec)
+
+    def downloads_possible(self) -> bool:
+        return self.allow_downloads and not hub_offline()
+
+    def _in_hub_cache(self, spec: ModelSpec) -> bool:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec.repo_id, "model_index.json"), str)
+
+    def _absent_message(self, spec: ModelSpec) -> str:
+        return (f"weights for '{spec.slug}' ({spec.repo_id}) are not on this machine; "
+                f"run `imagestudio models pull {spec.slug}` where the hub is reachable")
+
+    def loaded(self) -> list[LoadedPipeline]:
+        with self._lock:
+            return list(self._loaded.values())
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(p.bytes for p in self._loaded.values())
+
+    # -- loading -----------------------------------------------------------------------------
+    def get(self, slug: str) -> LoadedPipeline:
+        """The loaded pipeline for ``slug``, loading it first if needed (one load at a time per model)."""
+        with self._lock:
+            entry = self._loaded.get(slug)
+            if entry is not None:
+                self._loaded.move_to_end(slug)
+                entry.last_used = time.monotonic()
+                return entry
+            load_lock = self._load_locks.setdefault(slug, threading.Lock())
+        with load_lock:
+            with self._lock:
+                if slug in self._loaded:  # another thread loaded it while we waited
+                    return self._loaded[slug]
+            entry = self._load(self.catalog.get(slug))
+            with self._lock:
+                self._loaded[slug] = entry
+                self._evict_over_budget(keep=slug)
+            return entry
+
+    def unload(self, slug: str) -> bool:
+        with self._lock:
+            entry = self._loaded.pop(slug, None)
+        if entry is not None:
+            self._free(entry)
+        return entry is not None
+
+    def _evict_over_budget(self, keep: str) -> None:
+        # Caller holds self._lock.
+        while sum(p.bytes for p in self._loaded.values()) > self.budget_bytes and len(self._loaded) > 1:
+            oldest = next(slug for slug in self._loaded if slug != keep)
+            log.info("evicting %s to stay under the memory budget", oldest)
+            self._free(self._loaded.pop(oldest))
+
+    def _free(self, entry: LoadedPipeline) -> None:
+        entry.pipe = None
+        entry._edit_pipe = None
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
+    def _source(self, spec: ModelSpec) -> tuple[str, bool]:
+        """Where from_pretrained reads from, and whether it may only use local files."""
+        if not spec.open_weights:
+            raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
+        if spec.tiny:
+            return str(ensure_tiny_model(spec.slug, self.models_dir)), True
+        folder = self.local_folder(spec)
+        if folder is not None:
+            if not (folder / "model_index.json").exists():
+                raise ModelUnavailable(f"local folder {folder} for '{spec.slug}' has no model_index.json")
+            return str(folder), True
+        return spec.repo_id, not self.downloads_possible()
+
+    def _load(self, spec: ModelSpec) -> LoadedPipeline:
+        import diffusers
+
+        source, local_only = self._source(spec)
+        started = time.perf_counter()
+        pipeline_cls = getattr(diffusers, spec.pipeline_class)
+        try:
+            pipe = pipeline_cls.from_pretrained(source, torch_dtype=self.dtype, local_files_only=local_only)
+        except (OSError, EnvironmentError) as exc:
+            # from_pretrained raises OSError/EnvironmentError when files are absent or unreachable.
+            raise ModelUnavailable(self._absent_message(spec) + f" ({exc.__class__.__name__})") from exc
+        if spec.unet_weights:
+            self._swap_unet(pipe, spec, local_only)
+        if spec.scheduler:
+            scheduler_cls = getattr(diffusers, spec.scheduler)
+            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **spec.scheduler_config)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(self.device)
+        elapsed = time.perf_counter() - started
+        log.info("loaded %s from %s in %.2fs", spec.slug, source, elapsed)
+        return LoadedPipeline(spec=spec, pipe=pipe, bytes=module_bytes(pipe), load_seconds=elapsed)
+
+    def _swap_unet(self, pipe, spec: ModelSpec, local_only: bool) -> None:
+        from huggingface_hub import hf_hub_download
+        from safetensors.torch import load_file
+
+        repo, filename = spec.unet_weights
+        try:
+            path = hf_hub_download(repo, filename, local_files_only=local_only,
+                                   local_dir=self.models_dir / f"{spec.slug}-unet")
+        except (OSError, EnvironmentError) as exc:
+            raise ModelUnavailable(self._absent_message(spec)) from exc
+        pipe.unet.load_state_dict(load_file(path, device="cpu"))
+        pipe.unet.to(self.dtype)
+
+    # -- pulling -----------------------------------------------------------------------------
+    def pull(self, slug: str, progress: ProgressFn | None = None) -> Path:
+        """Download a model's weights into the models folder (or build a tiny one)."""
+        spec = self.catalog.get(slug)
+        if spec.tiny:
+            return ensure_tiny_model(slug, self.models_dir)
+        if not spec.open_weights:
+            raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
+        if spec.local_path:
+            return Path(spec.local_path)
+        if hub_offline():
+            raise ModelUnavailable("the hub is offline (HF_HUB_OFFLINE=1); cannot pull " + spec.repo_id)
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        target = self.models_dir / spec.slug
+        tqdm_class = _progress_tqdm(progress) if progress else None
+        snapshot_download(spec.repo_id, local_dir=target, tqdm_class=tqdm_class,
+                          allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*/*.json",
+                                          "*/*.txt", "*/*.model", "*/*.safetensors", "*/*.jinja"])
+        if spec.unet_weights:
+            hf_hub_download(*spec.unet_weights, local_dir=self.models_dir / f"{spec.slug}-unet")
+        return target
+
+
+def _progress_tqdm(progress: ProgressFn):
+    from tqdm.auto import tqdm
+
+    class ReportingTqdm(tqdm):
+        def update(self, n=1):
+            result = super().update(n)
+            if self.total:
+                progress(int(self.n), int(self.total))
+            return result
+
+    return ReportingTqdm

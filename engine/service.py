@@ -1,0 +1,185 @@
+"""The engine facade used by the API and the studio alike."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from engine.accounts import ensure_default_plans
+from engine.catalog import Catalog
+from engine.config import Settings
+from engine.db import init_db, make_engine, session_scope
+from engine.device import device_memory_bytes, resolve_device, resolve_dtype
+from engine.errors import EngineError, GenerationFailed, JobCancelled
+from engine.generation import GenerationParams, ResolvedParams, check_inputs, encode_png, run_pipeline
+from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
+from engine.pipelines import PipelineManager
+from engine.storage import ImageStore
+from engine.worker import LocalWorker, Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    job_id: str
+    image_id: str
+    params: ResolvedParams
+    png: bytes
+    stored: bool
+    duration_ms: int
+    kind: str = "generate"
+
+
+class ImageEngine:
+    def __init__(self, settings: Settings, db: Engine | None = None):
+        self.settings = settings
+        settings.ensure_dirs()
+        self.db = db or make_engine(settings.db_url)
+        init_db(self.db)
+        with session_scope(self.db) as session:
+            ensure_default_plans(session)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(self.device, settings.dtype)
+        if self.device == "cpu" and settings.cpu_threads:
+            torch.set_num_threads(settings.cpu_threads)
+        budget = int(settings.memory_budget_gb * 1024**3) or int(device_memory_bytes(self.device) * 0.8)
+        self.catalog = Catalog(self.db)
+        self.pipelines = PipelineManager(self.catalog, settings.models_dir, self.device, self.dtype, budget,
+                                         allow_downloads=settings.allow_downloads)
+        self.store = ImageStore(settings.images_dir)
+        self.worker = LocalWorker()
+        self.started_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover_interrupted_jobs()
+        self.store.remove_partial_files()
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def recover_interrupted_jobs(self) -> int:
+        """Jobs left queued or running by a crash can't finish any more: mark them failed."""
+        with session_scope(self.db) as session:
+            stale = session.exec(select(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))).all()
+            for job in stale:
+                job.status, job.error, job.finished_at = JobStatus.FAILED, "interrupted by a server restart", utcnow()
+                session.add(job)
+            session.commit()
+        return len(stale)
+
+    # -- generation --------------------------------------------------------------------------
+    def prepare(self, params: GenerationParams) -> ResolvedParams:
+        spec = self.catalog.get(params.model or self.settings.default_model)
+        return check_inputs(params, spec)
+
+    def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
+                          kind: str = "generate", init_image: Image.Image | None = None,
+                          strength: float = 0.6) -> Task:
+        """Validate now (errors raise here), then queue; the task's future gives a GenerationResult."""
+        resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
+        store = self.settings.storage_enabled if store is None else store
+        job = Job(user_id=user.id, kind=kind, params=resolved.as_dict())
+        with session_scope(self.db) as session:
+            session.add(job)
+            session.commit()
+
+        def run(task: Task) -> GenerationResult:
+            return self._run_generation(task, user, resolved, store, kind, init_image, strength)
+
+        return self.worker.submit(Task(id=job.id, owner=user.id, run=run))
+
+    def generate(self, user: User, params: GenerationParams, **kwargs) -> GenerationResult:
+        """Blocking convenience for the CLI and tests."""
+        return self.submit_generation(user, params, **kwargs).future.result()
+
+    def _run_generation(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
+                        init_image: Image.Image | None, strength: float) -> GenerationResult:
+        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
+        started = time.perf_counter()
+        try:
+            if task.cancelled:
+                raise JobCancelled("the job was cancelled")
+            loaded = self.pipelines.get(params.model)
+            task.total = params.steps
+            pipe = loaded.pipe if init_image is None else loaded.edit_pipe()
+            image = run_pipeline(pipe, loaded.spec, [params], on_step=task.report,
+                                 init_images=None if init_image is None else [init_image], strength=strength)[0]
+            if task.cancelled:
+                raise JobCancelled("the job was cancelled")
+            png = encode_png(image, params, {"kind": kind} if kind != "generate" else None)
+            duration_ms = int((time.perf_counter() - started) * 1000)
+            image_id = self._record_image(user, task.id, params, png, store, kind, duration_ms)
+        except JobCancelled as exc:
+            self._update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow())
+            raise
+        except EngineError as exc:
+            self._update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
+            raise
+        except Exception as exc:
+            log.exception("generation job %s failed", task.id)
+            self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
+            raise GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500]) from exc
+        self._update_job(task.id, status=JobStatus.SUCCEEDED, image_id=image_id, finished_at=utcnow())
+        return GenerationResult(job_id=task.id, image_id=image_id, params=params, png=png, stored=store,
+                                duration_ms=duration_ms, kind=kind)
+
+    def _record_image(self, user: User, job_id: str, params: ResolvedParams, png: bytes, store: bool, kind: str,
+                      duration_ms: int) -> str:
+        image_id = new_id("img")
+        now = utcnow()
+        relative = self.store.save(image_id, png, now.strftime("%Y/%m")) if store else None
+        record = ImageRecord(
+            id=image_id, user_id=user.id, workspace_id=user.workspace_id, job_id=job_id, model=params.model,
+            prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width, height=params.height,
+            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, kind=kind,
+            file_path=relative, bytes=len(png), duration_ms=duration_ms, created_at=now,
+        )
+        try:
+            with session_scope(self.db) as session:
+                session.add(record)
+                session.commit()
+        except Exception:
+            if relative:  # no file without a record pointing at it
+                self.store.delete(relative)
+            raise
+        return image_id
+
+    def _update_job(self, job_id: str, **changes) -> None:
+        with session_scope(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return
+            for key, value in changes.items():
+                setattr(job, key, value)
+            session.add(job)
+            session.commit()
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self) -> dict:
+        checks: dict[str, dict] = {}
+        try:
+            with self.db.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = {"status": "ok"}
+        except Exception as exc:  # health must report, not raise
+            checks["database"] = {"status": "error", "detail": exc.__class__.__name__}
+        checks["storage"] = {"status": "ok" if self.store.writable() else "error",
+                             "enabled": self.settings.storage_enabled}
+        checks["device"] = {"status": "ok", "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
+                            "loaded_models": [p.spec.slug for p in self.pipelines.loaded()],
+                            "loaded_bytes": self.pipelines.used_bytes(),
+                            "budget_bytes": self.pipelines.budget_bytes}
+        checks["worker"] = {"status": "ok" if self.worker.alive else "error", "queue_depth": self.worker.depth(),
+                            "busy": self.worker.current is not None}
+        healthy = all(c["status"] == "ok" for c in checks.values())
+        return {"status": "healthy" if healthy else "degraded", "checks": checks}

@@ -1,0 +1,64 @@
+"""Image files on disk. Writes are atomic: a reader never sees half a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.errors import EngineError
+
+
+class StorageError(EngineError):
+    code = "storage_error"
+
+
+class ImageStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def save(self, image_id: str, data: bytes, when: str) -> str:
+        """Write ``data`` and return its path relative to the root. ``when`` is 'YYYY/MM'."""
+        relative = f"{when}/{image_id}.png"
+        target = self.root / relative
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"could not write the image to storage: {exc.strerror or exc}") from exc
+        return relative
+
+    def path(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StorageError("image path outside the storage folder")
+        return path
+
+    def read(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    def delete(self, relative: str) -> None:
+        self.path(relative).unlink(missing_ok=True)
+
+    def writable(self) -> bool:
+        probe = self.root / ".probe"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
+
+    def remove_partial_files(self) -> int:
+        """Delete temp files left by a crash mid-write."""
+        count = 0
+        for tmp in self.root.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            count += 1
+        return count
