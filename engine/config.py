@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = Field(default=None, description="Base URL shown in snippets and hosted image links.")
 
+    models_path: Path | None = Field(default=None, description="Model weights folder; default: data_dir/models.")
     default_model: str = "flux-schnell"
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path or self.data_dir / "models"
 
     @property
     def images_dir(self) -> Path:

@@ -58,7 +58,7 @@ class ResolvedParams:
 
 def _round_size(value: int, spec: ModelSpec) -> int:
     multiple = spec.size_multiple
-    rounded = int(round(value / multiple)) * multiple
+    rounded = (value + multiple // 2) // multiple * multiple  # half rounds up
     low = -(-spec.min_size // multiple) * multiple
     high = spec.max_size // multiple * multiple
     return max(low, min(high, rounded))

@@ -1,0 +1,56 @@
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from engine.catalog import BUILTIN_MODELS
+from engine.errors import InvalidRequest, ModelUnavailable
+from engine.generation import GenerationParams, check_inputs, encode_png, read_png_metadata
+
+SPECS = {spec.slug: spec for spec in BUILTIN_MODELS}
+
+
+def test_defaults_come_from_the_model():
+    resolved = check_inputs(GenerationParams(prompt=" a cat "), SPECS["flux-schnell"])
+    assert resolved.prompt == "a cat" and resolved.steps == 4 and resolved.guidance_scale == 0.0
+    assert (resolved.width, resolved.height) == (512, 512) and 0 <= resolved.seed < 2**32
+
+
+def test_sizes_are_rounded_to_what_the_model_needs():
+    flux = check_inputs(GenerationParams(prompt="x", width=300, height=1000), SPECS["flux-schnell"])
+    assert (flux.width, flux.height) == (304, 1008)
+    sdxl = check_inputs(GenerationParams(prompt="x", width=256, height=777), SPECS["stable-diffusion"])
+    assert (sdxl.width, sdxl.height) == (512, 776)  # SDXL's floor is 512 px
+    lcm = check_inputs(GenerationParams(prompt="x", width=1024, height=1024), SPECS["dreamshaper-8-lcm"])
+    assert (lcm.width, lcm.height) == (768, 768)
+
+
+def test_negative_prompt_is_dropped_where_the_model_has_none():
+    params = GenerationParams(prompt="x", negative_prompt="blurry")
+    assert check_inputs(params, SPECS["flux-schnell"]).negative_prompt is None
+    assert check_inputs(params, SPECS["tiny-sd"]).negative_prompt == "blurry"
+
+
+@pytest.mark.parametrize("field,value", [("prompt", ""), ("prompt", "x" * 2001), ("negative_prompt", "n" * 1001),
+                                         ("width", 255), ("height", 1025), ("steps", 0), ("steps", 51),
+                                         ("seed", -1), ("seed", 2**32), ("guidance_scale", -1)])
+def test_limits_are_enforced(field, value):
+    data = {"prompt": "ok", field: value}
+    with pytest.raises(ValidationError) as info:
+        GenerationParams(**data)
+    assert info.value.errors()[0]["loc"] == (field,)
+
+
+def test_blank_prompt_and_proprietary_model_are_refused():
+    with pytest.raises(InvalidRequest):
+        check_inputs(GenerationParams.model_construct(prompt="   ", width=512, height=512), SPECS["tiny-sd"])
+    with pytest.raises(ModelUnavailable, match="no open weights"):
+        check_inputs(GenerationParams(prompt="x"), SPECS["lucid-origin"])
+
+
+def test_png_carries_the_parameters():
+    resolved = check_inputs(GenerationParams(prompt="a cat", negative_prompt="dog", seed=7), SPECS["tiny-sd"])
+    png = encode_png(Image.new("RGB", (8, 8)), resolved)
+    meta = read_png_metadata(png)
+    assert meta == resolved.as_dict()
+    with Image.open(__import__("io").BytesIO(png)) as image:
+        assert image.text["prompt"] == "a cat" and image.text["seed"] == "7" and image.text["model"] == "tiny-sd"

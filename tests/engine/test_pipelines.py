@@ -1,0 +1,80 @@
+import pytest
+
+from engine.catalog import Catalog
+from engine.db import init_db, make_engine
+from engine.errors import ModelUnavailable
+from engine.pipelines import PipelineManager, WeightsState
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    db = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    init_db(db)
+    return Catalog(db)
+
+
+def manager(catalog, models_dir, budget=10**12, downloads=False):
+    import torch
+
+    return PipelineManager(catalog, models_dir, "cpu", torch.float32, budget, allow_downloads=downloads)
+
+
+def test_lazy_load_once_and_reuse(catalog, models_dir):
+    pipes = manager(catalog, models_dir)
+    assert pipes.loaded() == []
+    first = pipes.get("tiny-sd")
+    assert pipes.get("tiny-sd") is first and first.bytes > 0
+    assert pipes.state(catalog.get("tiny-sd"))[0] == WeightsState.LOADED
+
+
+def test_least_recently_used_is_evicted_to_keep_the_budget(catalog, models_dir):
+    probe = manager(catalog, models_dir)
+    sizes = {slug: probe.get(slug).bytes for slug in ("tiny-sd", "tiny-sdxl", "tiny-flux")}
+    budget = sizes["tiny-sd"] + sizes["tiny-sdxl"] + 1  # room for two of the three at most
+    pipes = manager(catalog, models_dir, budget=budget)
+    pipes.get("tiny-sd")
+    pipes.get("tiny-sdxl")
+    pipes.get("tiny-sd")  # now tiny-sdxl is the least recently used
+    pipes.get("tiny-flux")
+    loaded = [p.spec.slug for p in pipes.loaded()]
+    assert "tiny-sdxl" not in loaded and loaded[-1] == "tiny-flux"
+    assert pipes.used_bytes() <= budget
+
+
+def test_concurrent_first_use_loads_once(catalog, models_dir, monkeypatch):
+    import threading
+
+    pipes = manager(catalog, models_dir)
+    calls = []
+    real_load = pipes._load
+    monkeypatch.setattr(pipes, "_load", lambda spec: calls.append(spec.slug) or real_load(spec))
+    threads = [threading.Thread(target=pipes.get, args=("tiny-flux",)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["tiny-flux"]
+
+
+def test_absent_weights_offline_say_how_to_pull(catalog, tmp_path):
+    pipes = manager(catalog, tmp_path / "empty")
+    spec = catalog.get("flux-schnell")
+    state, reason = pipes.state(spec)
+    assert state == WeightsState.UNAVAILABLE and "imagestudio models pull flux-schnell" in reason
+    with pytest.raises(ModelUnavailable, match="imagestudio models pull flux-schnell"):
+        pipes.get("flux-schnell")
+    with pytest.raises(ModelUnavailable, match="offline"):
+        pipes.pull("flux-schnell")
+
+
+def test_downloadable_when_the_hub_may_be_used(catalog, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    pipes = manager(catalog, tmp_path / "empty", downloads=True)
+    assert pipes.state(catalog.get("stable-diffusion"))[0] == WeightsState.DOWNLOADABLE
+    assert pipes.state(catalog.get("phoenix-1"))[0] == WeightsState.UNAVAILABLE
+
+
+def test_edit_pipeline_shares_the_modules(catalog, models_dir):
+    loaded = manager(catalog, models_dir).get("tiny-sd")
+    edit = loaded.edit_pipe()
+    assert type(edit).__name__ == "StableDiffusionImg2ImgPipeline" and edit.unet is loaded.pipe.unet

@@ -1,0 +1,67 @@
+import threading
+
+import pytest
+
+from engine.errors import JobCancelled, QueueFull
+from engine.worker import LocalWorker, Task
+
+
+def test_owners_are_served_in_turn():
+    worker = LocalWorker()
+    gate = threading.Event()
+    order: list[str] = []
+    blocker = worker.submit(Task(id="block", owner="x", run=lambda t: gate.wait(5)))
+    worker.start()
+    tasks = [worker.submit(Task(id=f"{owner}{i}", owner=owner, run=lambda t: order.append(t.id)))
+             for owner, count in (("a", 3), ("b", 2), ("c", 1)) for i in range(count)]
+    gate.set()
+    for task in [blocker, *tasks]:
+        task.future.result(5)
+    worker.stop()
+    # "a" queued three first, yet b and c are not starved behind them.
+    assert order == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_cancel_a_queued_task_and_a_running_one():
+    worker = LocalWorker()
+    started, release = threading.Event(), threading.Event()
+
+    def long_run(task):
+        started.set()
+        release.wait(5)
+        if task.cancelled:
+            raise JobCancelled("stopped at a step")
+        return "done"
+
+    running = worker.submit(Task(id="run", owner="a", run=long_run))
+    queued = worker.submit(Task(id="queued", owner="a", run=lambda t: "never"))
+    worker.start()
+    assert started.wait(5)
+    assert worker.cancel("queued") and worker.cancel("run")
+    release.set()
+    with pytest.raises(JobCancelled):
+        queued.future.result(5)
+    with pytest.raises(JobCancelled):
+        running.future.result(5)
+    assert not worker.cancel("run")  # already finished
+    worker.stop()
+
+
+def test_errors_reach_the_caller_and_the_worker_goes_on():
+    worker = LocalWorker()
+    worker.start()
+    failing = worker.submit(Task(id="f", owner="a", run=lambda t: 1 / 0))
+    fine = worker.submit(Task(id="g", owner="a", run=lambda t: 42))
+    with pytest.raises(ZeroDivisionError):
+        failing.future.result(5)
+    assert fine.future.result(5) == 42 and worker.alive
+    worker.stop()
+
+
+def test_queue_is_bounded():
+    worker = LocalWorker(max_queue=2)
+    worker.submit(Task(id="1", owner="a", run=lambda t: None))
+    worker.submit(Task(id="2", owner="b", run=lambda t: None))
+    with pytest.raises(QueueFull):
+        worker.submit(Task(id="3", owner="c", run=lambda t: None))
+    worker.stop()
