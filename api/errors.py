@@ -26,13 +26,19 @@ STATUS_BY_ERROR: dict[type[engine_errors.EngineError], int] = {
     engine_errors.InvalidRequest: 400,
     engine_errors.ModelNotFound: 400,
     engine_errors.Unauthenticated: 401,
+    engine_errors.InsufficientCredits: 402,
     engine_errors.Forbidden: 403,
     engine_errors.NotFound: 404,
     engine_errors.JobCancelled: 409,
+    engine_errors.Conflict: 409,
+    engine_errors.PayloadTooLarge: 413,
+    engine_errors.UnsupportedMedia: 415,
+    engine_errors.RateLimited: 429,
     engine_errors.GenerationFailed: 500,
     engine_errors.ModelUnavailable: 503,
     engine_errors.QueueFull: 503,
     StorageError: 507,
+    engine_errors.StorageFull: 507,
 }
 
 

@@ -48,3 +48,34 @@ class GenerationFailed(EngineError):
 
 class JobCancelled(EngineError):
     code = "job_cancelled"
+
+
+class PayloadTooLarge(EngineError):
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(EngineError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(EngineError):
+    """A per-minute/day/month or concurrency limit was hit; ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, limit: str, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+        self.limit = limit
+
+
+class InsufficientCredits(EngineError):
+    code = "insufficient_credits"
+
+
+class StorageFull(EngineError):
+    code = "storage_full"
+
+
+class Conflict(EngineError):
+    code = "conflict"
