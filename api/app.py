@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from sqlmodel import select
 
 from api.errors import RequestContextMiddleware, error_response, install_error_handlers
+from api.middleware import ApiLogMiddleware, PublicApiCors
 from api.routes import api_router
 from engine import __version__
 from engine.config import Settings
@@ -38,7 +39,10 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     )
     app.state.engine = engine
     install_error_handlers(app)
+    # Outermost last: CORS headers go on every API response, errors from the request context included.
+    app.add_middleware(ApiLogMiddleware, db=engine.db)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(PublicApiCors, runtime=engine.runtime)
     app.include_router(api_router)
     _add_api_fallback(app)
     if settings.studio_enabled if with_studio is None else with_studio:

@@ -1,18 +1,19 @@
-"""Shared route dependencies: the engine, a database session, the calling user."""
+"""Shared route dependencies: the engine, a database session, the calling user and account."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from engine.accounts import authenticate_key
+from engine.accounts import KEY_PREFIX, authenticate_key, user_from_access_token
 from engine.db import session_scope
-from engine.errors import Unauthenticated
-from engine.models import User
+from engine.errors import Forbidden, Unauthenticated
+from engine.models import Plan, User, Workspace
 from engine.service import ImageEngine
 
 
@@ -30,19 +31,52 @@ def get_session(engine: EngineDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
-bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_live_…`")
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key (`sk_live_…`) or a session token from "
+                                                         "`POST /api/v1/auth/login`")
 
 
 def get_current_user(
     request: Request,
+    engine: EngineDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> User:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing API key: send the header 'Authorization: Bearer sk_live_…'")
-    user, key = authenticate_key(session, credentials.credentials)
-    request.state.api_key_prefix = key.prefix
+    token = credentials.credentials
+    if token.startswith(KEY_PREFIX):
+        user, key = authenticate_key(session, token)
+        request.state.api_key_prefix = key.prefix
+    else:
+        user = user_from_access_token(session, token, engine.settings.resolved_secret_key())
+        request.state.api_key_prefix = "session"
+    request.state.user_id, request.state.workspace_id = user.id, user.workspace_id
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+@dataclass
+class Account:
+    user: User
+    workspace: Workspace
+    plan: Plan
+
+
+def get_account(user: CurrentUser, engine: EngineDep) -> Account:
+    """The caller's workspace and plan; 403 when the account is suspended or has no plan."""
+    workspace, plan = engine.meter.plan_of(user.workspace_id)
+    return Account(user=user, workspace=workspace, plan=plan)
+
+
+AccountDep = Annotated[Account, Depends(get_account)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("administrators only")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]

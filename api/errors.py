@@ -80,10 +80,16 @@ def validation_details(errors: list[dict]) -> list[dict]:
 
 async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers, extra = {}, {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, engine_errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+        headers.update(exc.headers)
+        extra = {"retry_after": exc.retry_after, "limit": exc.limit}
     if status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
-    return error_response(status, exc.code, exc.message, headers=headers, field=exc.field)
+    return error_response(status, exc.code, exc.message, headers=headers or None, field=exc.field, **extra)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.generation import DEFAULT_SIZE, MAX_SEED, MAX_SIZE, MIN_SIZE
 
@@ -43,13 +43,29 @@ class GenerateRequest(BaseModel):
     guidance_scale: float | None = Field(default=None, ge=0, le=30)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     items: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100)
+    run_async: bool = Field(default=False, alias="async",
+                            description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class StorageInfo(BaseModel):
+    enabled: bool = Field(description="Storage is on for this account (admin setting and plan)")
+    stored: bool = Field(description="This image was stored and `image_url` is a hosted link")
+    plan: str | None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    status_url: str
 
 
 class ImageData(BaseModel):
     id: str
     job_id: str
-    image: str = Field(description="The PNG as a data URL (data:image/png;base64,…)")
-    image_url: str = Field(description="Same as `image` unless the image is stored, then its hosted URL")
+    image: str = Field(description="The PNG: a data URL (data:image/png;base64,…), or its hosted URL when stored")
+    image_url: str = Field(description="Same as `image`")
     format: str = "png"
     model: str
     prompt: str
@@ -60,6 +76,9 @@ class ImageData(BaseModel):
     guidance_scale: float
     seed: int
     duration_ms: int
+    storage: StorageInfo
+    variant: str = "generate"
+    credits_used: int = 0
 
 
 class BatchResult(BaseModel):

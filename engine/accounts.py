@@ -137,3 +137,73 @@ def plan_for(session: Session, user: User) -> Plan | None:
     if workspace is None or workspace.plan_slug is None:
         return None
     return session.get(Plan, workspace.plan_slug)
+
+
+# -- passwords and browser-session tokens ------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    from argon2 import PasswordHasher
+
+    if len(password) < 8:
+        raise InvalidRequest("password must be at least 8 characters", field="password")
+    if len(password) > 1024:
+        raise InvalidRequest("password must be at most 1024 characters", field="password")
+    return PasswordHasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    if not password_hash:
+        return False
+    try:
+        return PasswordHasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def authenticate_password(session: Session, email: str, password: str) -> User:
+    try:
+        email = normalize_email(email)
+    except InvalidRequest:
+        email = ""
+    user = session.exec(select(User).where(User.email == email)).first() if email else None
+    if user is None:
+        # Spend the same time as a real check, so response time doesn't reveal which emails exist.
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hash_password("not-a-real-password"))
+        verify_password(_DUMMY_HASH[0], password)
+        raise Unauthenticated("wrong email or password")
+    if not verify_password(user.password_hash, password):
+        raise Unauthenticated("wrong email or password")
+    if not user.is_active:
+        raise Unauthenticated("this account is disabled")
+    return user
+
+
+def create_access_token(user: User, secret: str, ttl_minutes: int) -> str:
+    import jwt
+
+    now = utcnow()
+    claims = {"sub": user.id, "iat": int(now.timestamp()), "exp": int(now.timestamp()) + ttl_minutes * 60,
+              "typ": "session"}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def user_from_access_token(session: Session, token: str, secret: str) -> User:
+    import jwt
+
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthenticated("the session token has expired; sign in again") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated("invalid API key or session token") from exc
+    user = session.get(User, claims["sub"])
+    if user is None or not user.is_active or claims.get("typ") != "session":
+        raise Unauthenticated("invalid API key or session token")
+    return user

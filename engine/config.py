@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(default=0, ge=0, description="torch threads on CPU; 0 = torch's default.")
 
     storage_enabled: bool = True
+    cors_strict: bool = Field(
+        default=False, validation_alias=AliasChoices("CORS_PUBLIC_API_STRICT_ORIGINS", "IMAGESTUDIO_CORS_STRICT"),
+        description="Only the origins in cors_origins may call the public API from a browser.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed origins in strict CORS mode.")
+    jwt_ttl_minutes: int = Field(default=60 * 12, ge=1)
+    allow_private_fetch: bool = Field(default=False, description="Let input_image URLs reach private addresses.")
     studio_enabled: bool = True
     secret_key: str | None = Field(default=None, description="Signs JWTs and links; generated into data_dir if unset.")
     max_body_bytes: int = 16 * 1024 * 1024

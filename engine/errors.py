@@ -63,10 +63,12 @@ class RateLimited(EngineError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, limit: str, field: str | None = None):
+    def __init__(self, message: str, *, retry_after: int, limit: str, field: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message, field=field)
         self.retry_after = max(1, int(retry_after))
         self.limit = limit
+        self.headers = headers or {}  # RateLimit headers describing the exhausted window
 
 
 class InsufficientCredits(EngineError):

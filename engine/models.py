@@ -37,6 +37,7 @@ class Workspace(SQLModel, table=True):
     name: str
     plan_slug: str | None = Field(default="free", foreign_key="plan.slug")
     credits: int = 0
+    credits_month: str | None = None  # the month the plan's monthly credits were last granted
     suspended: bool = False
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -137,4 +138,53 @@ class CustomModel(SQLModel, table=True):
     description: str = ""
     default_steps: int | None = None
     default_guidance: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageCounter(SQLModel, table=True):
+    """Requests, images and credits of a workspace in one time window (minute, day or month).
+
+    Limits are enforced on these rows with conditional upserts inside one write transaction,
+    so concurrent requests can never both take the last unit.
+    """
+
+    workspace_id: str = Field(primary_key=True, foreign_key="workspace.id")
+    window: str = Field(primary_key=True)  # minute | day | month
+    period: str = Field(primary_key=True)  # 2026-11-23T12:05 | 2026-11-23 | 2026-11
+    requests: int = 0
+    images: int = 0
+    credits: int = 0
+
+
+class AppSetting(SQLModel, table=True):
+    """Runtime settings an admin changes in the studio (they override the environment's defaults)."""
+
+    key: str = Field(primary_key=True)
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiLog(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    user_id: str | None = Field(default=None, index=True)
+    workspace_id: str | None = Field(default=None, index=True)
+    key_prefix: str | None = None
+    method: str
+    endpoint: str
+    status: int
+    duration_ms: int
+    request_id: str
+    credits: int = 0
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first response to a POST sent with an Idempotency-Key, replayed for retries."""
+
+    user_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=255)
+    endpoint: str
+    body_hash: str
+    status: int | None = None  # None while the first request is still running
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass
@@ -12,19 +13,32 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from engine.accounts import ensure_default_plans
+from engine.accounts import ensure_default_plans, plan_for
 from engine.catalog import Catalog
 from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.errors import EngineError, GenerationFailed, JobCancelled
 from engine.generation import GenerationParams, ResolvedParams, check_inputs, encode_png, run_pipeline
+from engine.gallery import Gallery
+from engine.metering import Meter
 from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
 from engine.pipelines import PipelineManager
+from engine.runtime_settings import RuntimeSettings
 from engine.storage import ImageStore
+from engine.throttle import LoginThrottle
 from engine.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
+
+
+def job_result(result: GenerationResult) -> dict:
+    """What a finished job keeps for later polling: the parameters, and the PNG unless it is stored."""
+    data = {"image_id": result.image_id, "params": result.params.as_dict(), "stored": result.stored,
+            "duration_ms": result.duration_ms, "kind": result.kind}
+    if not result.stored:
+        data["png_base64"] = base64.b64encode(result.png).decode()
+    return data
 
 
 @dataclass
@@ -55,8 +69,22 @@ class ImageEngine:
         self.pipelines = PipelineManager(self.catalog, settings.models_dir, self.device, self.dtype, budget,
                                          allow_downloads=settings.allow_downloads)
         self.store = ImageStore(settings.images_dir)
+        self.gallery = Gallery(self.db, self.store)
+        self.runtime = RuntimeSettings(self.db, settings)
+        self.meter = Meter(self.db)
         self.worker = LocalWorker()
         self.started_at = time.time()
+        self._background_remover = None
+        self.login_throttle = LoginThrottle()
+
+    # -- policy ------------------------------------------------------------------------------
+    def storage_for(self, user: User) -> dict:
+        """Whether this user's images are stored: admin switch, plan, and the user's preference."""
+        with session_scope(self.db) as session:
+            plan = plan_for(session, user)
+        enabled = bool(self.runtime.get("storage_enabled") and plan and plan.storage_enabled)
+        wanted = bool((user.preferences or {}).get("storage", True))
+        return {"enabled": enabled, "store": enabled and wanted, "plan": plan.slug if plan else None}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -88,27 +116,54 @@ class ImageEngine:
         """Validate now (errors raise here), then queue; the task's future gives a GenerationResult."""
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
         store = self.settings.storage_enabled if store is None else store
-        job = Job(user_id=user.id, kind=kind, params=resolved.as_dict())
-        with session_scope(self.db) as session:
-            session.add(job)
-            session.commit()
 
         def run(task: Task) -> GenerationResult:
             return self._run_generation(task, user, resolved, store, kind, init_image, strength)
 
-        return self.worker.submit(Task(id=job.id, owner=user.id, run=run))
+        return self._submit(user, kind, resolved.as_dict(), run)
+
+    def _submit(self, user: User, kind: str, params: dict, run) -> Task:
+        job = Job(user_id=user.id, kind=kind, params=params)
+        with session_scope(self.db) as session:
+            session.add(job)
+            session.commit()
+        try:
+            return self.worker.submit(Task(id=job.id, owner=user.id, run=run))
+        except EngineError as exc:
+            self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
+            raise
 
     def generate(self, user: User, params: GenerationParams, **kwargs) -> GenerationResult:
         """Blocking convenience for the CLI and tests."""
         return self.submit_generation(user, params, **kwargs).future.result()
 
+    def submit_background_removal(self, user: User, image: Image.Image, *, prompt: str = "",
+                                  store: bool | None = None) -> Task:
+        """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
+        store = self.settings.storage_enabled if store is None else store
+        remover = self.background_remover()
+        params = ResolvedParams(prompt=prompt or "remove background", negative_prompt=None,
+                                model=f"rembg:{remover.model_name}", width=image.width, height=image.height,
+                                steps=0, guidance_scale=0.0, seed=0)
+
+        def run(task: Task) -> GenerationResult:
+            def work() -> bytes:
+                return encode_png(remover.remove(image), params, {"kind": "remove_background"})
+
+            return self._run_job(task, user, params, store, "remove_background", work)
+
+        return self._submit(user, "remove_background", params.as_dict(), run)
+
+    def background_remover(self):
+        if self._background_remover is None:
+            from engine.background import BackgroundRemover
+
+            self._background_remover = BackgroundRemover(self.settings.models_dir)
+        return self._background_remover
+
     def _run_generation(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
                         init_image: Image.Image | None, strength: float) -> GenerationResult:
-        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
-        started = time.perf_counter()
-        try:
-            if task.cancelled:
-                raise JobCancelled("the job was cancelled")
+        def work() -> bytes:
             loaded = self.pipelines.get(params.model)
             task.total = params.steps
             pipe = loaded.pipe if init_image is None else loaded.edit_pipe()
@@ -116,7 +171,19 @@ class ImageEngine:
                                  init_images=None if init_image is None else [init_image], strength=strength)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")
-            png = encode_png(image, params, {"kind": kind} if kind != "generate" else None)
+            return encode_png(image, params, {"kind": kind} if kind != "generate" else None)
+
+        return self._run_job(task, user, params, store, kind, work)
+
+    def _run_job(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
+                 work) -> GenerationResult:
+        """Run ``work`` (returns PNG bytes) with the job's bookkeeping: status, record, file, errors."""
+        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
+        started = time.perf_counter()
+        try:
+            if task.cancelled:
+                raise JobCancelled("the job was cancelled")
+            png = work()
             duration_ms = int((time.perf_counter() - started) * 1000)
             image_id = self._record_image(user, task.id, params, png, store, kind, duration_ms)
         except JobCancelled as exc:
@@ -129,9 +196,11 @@ class ImageEngine:
             log.exception("generation job %s failed", task.id)
             self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
             raise GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500]) from exc
-        self._update_job(task.id, status=JobStatus.SUCCEEDED, image_id=image_id, finished_at=utcnow())
-        return GenerationResult(job_id=task.id, image_id=image_id, params=params, png=png, stored=store,
-                                duration_ms=duration_ms, kind=kind)
+        result = GenerationResult(job_id=task.id, image_id=image_id, params=params, png=png, stored=store,
+                                  duration_ms=duration_ms, kind=kind)
+        self._update_job(task.id, status=JobStatus.SUCCEEDED, image_id=image_id, finished_at=utcnow(),
+                         result=job_result(result))
+        return result
 
     def _record_image(self, user: User, job_id: str, params: ResolvedParams, png: bytes, store: bool, kind: str,
                       duration_ms: int) -> str:

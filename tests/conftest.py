@@ -60,9 +60,15 @@ def make_user(engine: ImageEngine, email: str, *, is_admin: bool = False, plan: 
 
 @pytest.fixture
 def user_and_key(engine):
-    return make_user(engine, "alice@example.com", plan="pro")
+    return make_user(engine, "alice@example.com", plan="free")
 
 
 @pytest.fixture
 def auth(user_and_key) -> dict[str, str]:
     return {"Authorization": f"Bearer {user_and_key[1]}"}
+
+
+@pytest.fixture
+def pro_auth(engine) -> dict[str, str]:
+    """A Pro-plan user: storage on, bigger limits."""
+    return {"Authorization": f"Bearer {make_user(engine, 'pat@example.com', plan='pro')[1]}"}

@@ -2,9 +2,8 @@
 
 from fastapi import APIRouter
 
-from api.routes import generate, health, models
+from api.routes import auth, generate, health, images, jobs, logs, models, usage
 
 api_router = APIRouter(prefix="/api/v1")
-api_router.include_router(generate.router)
-api_router.include_router(models.router)
-api_router.include_router(health.router)
+for module in (generate, models, health, usage, images, jobs, logs, auth):
+    api_router.include_router(module.router)

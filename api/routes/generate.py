@@ -1,82 +1,150 @@
+"""POST /generate (single, batch, async) and its product and logo variants."""
+
 import asyncio
-import base64
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import CurrentUser, EngineDep
-from api.errors import current_request_id, error_for, validation_details
-from api.schemas import BatchData, BatchResult, Envelope, ErrorEnvelope, ErrorInfo, GenerateRequest, ImageData
-from engine.accounts import plan_for
-from engine.db import session_scope
-from engine.errors import EngineError, GenerationFailed, InvalidRequest
-from engine.generation import GenerationParams
-from engine.models import User
-from engine.service import GenerationResult, ImageEngine
+from api.deps import Account, AccountDep, EngineDep
+from api.errors import error_for, validation_details
+from api.responses import idempotent, image_payload, metered, ok
+from api.schemas import BatchData, Envelope, ErrorEnvelope, GenerateRequest, ImageData, JobAccepted
+from engine.errors import EngineError, InvalidRequest
+from engine.generation import GenerationParams, ResolvedParams
+from engine.metering import Admission
+from engine.pricing import generation_credits
+from engine.service import ImageEngine
+from engine.variants import VARIANTS, Variant, apply_variant
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/generate", tags=["generate"])
 
-ERROR_RESPONSES = {status: {"model": ErrorEnvelope} for status in (400, 401, 422, 500, 503)}
+ERROR_STATUSES = (400, 401, 402, 403, 409, 413, 422, 429, 500, 503)
+RESPONSES = {202: {"model": Envelope[JobAccepted], "description": "Accepted (async mode): poll the job"},
+             **{status: {"model": ErrorEnvelope} for status in ERROR_STATUSES}}
 
 
-def image_data(result: GenerationResult) -> ImageData:
-    data_url = "data:image/png;base64," + base64.b64encode(result.png).decode()
-    p = result.params
-    return ImageData(
-        id=result.image_id, job_id=result.job_id, image=data_url, image_url=data_url, model=p.model,
-        prompt=p.prompt, negative_prompt=p.negative_prompt, width=p.width, height=p.height, steps=p.steps,
-        guidance_scale=p.guidance_scale, seed=p.seed, duration_ms=result.duration_ms,
-    )
+def wants_async(request: Request, body: GenerateRequest) -> bool:
+    return body.run_async or "respond-async" in request.headers.get("prefer", "").lower()
 
 
-def _batch_limit(engine: ImageEngine, user: User) -> int:
-    with session_scope(engine.db) as session:
-        plan = plan_for(session, user)
-    return plan.max_batch_size if plan else 1
-
-
-@router.post("", response_model=Envelope[ImageData] | Envelope[BatchData], responses=ERROR_RESPONSES)
-async def generate(body: GenerateRequest, user: CurrentUser, engine: EngineDep):
+@router.post("", response_model=Envelope[ImageData] | Envelope[BatchData], responses=RESPONSES)
+async def generate(request: Request, body: GenerateRequest, account: AccountDep, engine: EngineDep):
     """Generate one image, or a batch with `items` (each item succeeds or fails on its own)."""
-    if body.items is None:
-        if body.prompt is None:
-            raise RequestValidationError([{"loc": ("body", "prompt"), "msg": "Field required", "type": "missing"}])
-        params = GenerationParams(**body.model_dump(exclude={"items"}))
-        task = engine.submit_generation(user, params)
+    return await _generate(request, body, account, engine, None)
+
+
+@router.post("/product", response_model=Envelope[ImageData] | Envelope[BatchData], responses=RESPONSES)
+async def generate_product(request: Request, body: GenerateRequest, account: AccountDep, engine: EngineDep):
+    """Like generate, with a product-photography prompt template and negative prompt."""
+    return await _generate(request, body, account, engine, VARIANTS["product"])
+
+
+@router.post("/logo", response_model=Envelope[ImageData] | Envelope[BatchData], responses=RESPONSES)
+async def generate_logo(request: Request, body: GenerateRequest, account: AccountDep, engine: EngineDep):
+    """Like generate, with a flat vector-logo prompt template and negative prompt."""
+    return await _generate(request, body, account, engine, VARIANTS["logo"])
+
+
+async def _generate(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
+                    variant: Variant | None):
+    if body.items is None and body.prompt is None:
+        raise RequestValidationError([{"loc": ("body", "prompt"), "msg": "Field required", "type": "missing"}])
+
+    async def produce():
+        if body.items is None:
+            return await _single(request, body, account, engine, variant)
+        return await _batch(request, body, account, engine, variant)
+
+    return await idempotent(request, engine, account.user, produce)
+
+
+def _resolve(engine: ImageEngine, params: GenerationParams, variant: Variant | None) -> tuple[ResolvedParams, int]:
+    resolved = engine.prepare(apply_variant(params, variant) if variant else params)
+    return resolved, generation_credits(engine.catalog.get(resolved.model), resolved.width, resolved.height)
+
+
+async def _single(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
+                  variant: Variant | None):
+    params = GenerationParams(**body.model_dump(exclude={"items", "run_async"}))
+    resolved, cost = _resolve(engine, params, variant)
+    storage = engine.storage_for(account.user)
+    kind = variant.name if variant else "generate"
+
+    async def work(admission: Admission):
+        task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=kind)
+        if wants_async(request, body):
+            admission.deferred = True
+            task.future.add_done_callback(lambda future: _settle_job(engine, admission, future, cost))
+            status_url = f"/api/v1/jobs/{task.id}"
+            return ok(JobAccepted(job_id=task.id, status="queued", status_url=status_url), status=202,
+                      headers={"Location": status_url})
         result = await asyncio.wrap_future(task.future)
-        return Envelope[ImageData](data=image_data(result), request_id=current_request_id())
-    return Envelope[BatchData](data=await _generate_batch(body, user, engine), request_id=current_request_id())
+        admission.succeeded(images=1, credits=cost)
+        return ok(image_payload(result, request, engine, storage, variant=kind, credits_used=cost))
+
+    return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
 
-async def _generate_batch(body: GenerateRequest, user: User, engine: ImageEngine) -> BatchData:
-    limit = _batch_limit(engine, user)
+def _settle_job(engine: ImageEngine, admission: Admission, future, cost: int) -> None:
+    if not future.cancelled() and future.exception() is None:
+        admission.succeeded(images=1, credits=cost)
+    engine.meter.settle(admission)
+
+
+async def _batch(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
+                 variant: Variant | None):
+    limit = min(account.plan.max_batch_size, engine.runtime.get("max_batch_size"))
     if len(body.items) > limit:
-        raise InvalidRequest(f"a batch may hold at most {limit} items on your plan", field="items")
-    defaults = body.model_dump(exclude={"items"}, exclude_unset=True)
-    outcomes: list = []
+        raise InvalidRequest(f"a batch may hold at most {limit} items on the {account.plan.name} plan",
+                             field="items")
+    if wants_async(request, body):
+        raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
+    defaults = body.model_dump(exclude={"items", "run_async"}, exclude_unset=True)
+    planned: list[tuple[ResolvedParams, int] | dict] = []  # per item: (params, credits) or an error
     for index, item in enumerate(body.items):
         try:
-            params = GenerationParams.model_validate({**defaults, **item})
-            outcomes.append(engine.submit_generation(user, params).future)
+            planned.append(_resolve(engine, GenerationParams.model_validate({**defaults, **item}), variant))
         except ValidationError as exc:
             detail = validation_details(exc.errors())[0]
-            outcomes.append(ErrorInfo(code="validation_error", message=f"items.{index}.{detail['field']}: "
-                                      f"{detail['message']}", field=f"items.{index}.{detail['field']}"))
+            field = f"items.{index}.{detail['field']}"
+            planned.append({"code": "validation_error", "message": f"{field}: {detail['message']}", "field": field})
         except EngineError as exc:
-            outcomes.append(ErrorInfo(**error_for(exc)))
-    results = []
-    for index, outcome in enumerate(outcomes):
-        if isinstance(outcome, ErrorInfo):
-            results.append(BatchResult(index=index, success=False, error=outcome))
-            continue
-        try:
-            result = await asyncio.wrap_future(outcome)
-            results.append(BatchResult(index=index, success=True, data=image_data(result)))
-        except EngineError as exc:
-            results.append(BatchResult(index=index, success=False, error=ErrorInfo(**error_for(exc))))
-    succeeded = sum(r.success for r in results)
-    return BatchData(results=results, total=len(results), succeeded=succeeded, failed=len(results) - succeeded)
+            planned.append(error_for(exc))
+    valid = [p for p in planned if isinstance(p, tuple)]
+    storage = engine.storage_for(account.user)
+    kind = variant.name if variant else "generate"
+
+    async def work(admission: Admission | None):
+        futures = {}
+        for index, plan in enumerate(planned):
+            if isinstance(plan, tuple):
+                try:
+                    futures[index] = engine.submit_generation(account.user, plan[0], store=storage["store"],
+                                                              kind=kind).future
+                except EngineError as exc:
+                    planned[index] = error_for(exc)
+        results = []
+        for index, plan in enumerate(planned):
+            if index not in futures:
+                results.append({"index": index, "success": False, "error": plan})
+                continue
+            try:
+                result = await asyncio.wrap_future(futures[index])
+            except EngineError as exc:
+                results.append({"index": index, "success": False, "error": error_for(exc)})
+                continue
+            admission.succeeded(images=1, credits=plan[1])
+            results.append({"index": index, "success": True, "data": image_payload(
+                result, request, engine, storage, variant=kind, credits_used=plan[1])})
+        succeeded = sum(r["success"] for r in results)
+        return ok(BatchData.model_validate({"results": results, "total": len(results), "succeeded": succeeded,
+                                            "failed": len(results) - succeeded}))
+
+    if not valid:  # nothing to run, nothing to charge
+        return await work(None)
+    return await metered(request, engine, account.workspace.id, requests=len(valid),
+                         credits=sum(cost for _, cost in valid), work=work)

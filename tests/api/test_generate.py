@@ -65,7 +65,7 @@ def test_batch_with_one_bad_item(client, auth):
 
 
 def test_batch_over_the_plan_limit_is_refused(client, auth):
-    body = {"items": [{"prompt": f"p{i}"} for i in range(11)]}  # the Pro plan allows 10
+    body = {"items": [{"prompt": f"p{i}"} for i in range(5)]}  # the Free plan allows 4
     response = client.post("/api/v1/generate", json=body, headers=auth)
     assert response.status_code == 400 and response.json()["error"]["field"] == "items"
 
@@ -127,15 +127,19 @@ def test_bad_json_unknown_and_unavailable_models(client, auth):
     assert "imagestudio models pull flux-schnell" in response.json()["error"]["message"]
 
 
-def test_generation_records_and_files(client, auth, engine):
+def test_generation_records_and_files(client, pro_auth, engine):
     from sqlmodel import select
 
     from engine.db import session_scope
     from engine.models import ImageRecord, Job
 
-    data = client.post("/api/v1/generate", json={"prompt": "x", "width": 256, "height": 256}, headers=auth).json()
+    data = client.post("/api/v1/generate", json={"prompt": "x", "width": 256, "height": 256},
+                       headers=pro_auth).json()
     with session_scope(engine.db) as session:
         record = session.get(ImageRecord, data["data"]["id"])
         job = session.get(Job, data["data"]["job_id"])
     assert job.status == "succeeded" and job.image_id == record.id
-    assert engine.store.read(record.file_path) == decode(data["data"]["image"])
+    assert data["data"]["storage"] == {"enabled": True, "stored": True, "plan": "pro"}
+    hosted = client.get(data["data"]["image_url"])  # a signed link: no auth header needed
+    assert hosted.status_code == 200 and hosted.headers["content-type"] == "image/png"
+    assert engine.store.read(record.file_path) == hosted.content

@@ -1,0 +1,124 @@
+"""Building responses: the success envelope, image payloads, metering and idempotent replays."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from api.errors import current_request_id
+from engine.db import session_scope
+from engine.errors import Conflict, InvalidRequest
+from engine.gallery import signed_image_path
+from engine.metering import Admission
+from engine.models import IdempotencyRecord, User
+from engine.service import GenerationResult, ImageEngine
+
+
+def ok(data, status: int = 200, headers: dict | None = None) -> JSONResponse:
+    body = {"success": True, "data": jsonable_encoder(data), "request_id": current_request_id()}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def base_url(request: Request, engine: ImageEngine) -> str:
+    return (engine.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def image_payload(result: GenerationResult, request: Request, engine: ImageEngine, storage: dict,
+                  **extra) -> dict:
+    """The image part of a response: a hosted, signed URL when stored, else a data URL."""
+    if result.stored:
+        url = base_url(request, engine) + signed_image_path(result.image_id, engine.settings.resolved_secret_key())
+        image = url
+    else:
+        image = url = "data:image/png;base64," + base64.b64encode(result.png).decode()
+    p = result.params
+    return {
+        "id": result.image_id, "job_id": result.job_id, "image": image, "image_url": url, "format": "png",
+        "model": p.model, "prompt": p.prompt, "negative_prompt": p.negative_prompt, "width": p.width,
+        "height": p.height, "steps": p.steps, "guidance_scale": p.guidance_scale, "seed": p.seed,
+        "duration_ms": result.duration_ms,
+        "storage": {"enabled": storage["enabled"], "stored": result.stored, "plan": storage["plan"]},
+        **extra,
+    }
+
+
+async def metered(request: Request, engine: ImageEngine, workspace_id: str, *, requests: int, credits: int,
+                  work: Callable[[Admission], Awaitable[JSONResponse]]) -> JSONResponse:
+    """Admit (limits, concurrency, credits), run ``work``, then give back whatever did not succeed.
+
+    ``work`` marks what succeeded on the admission; it may set ``admission.deferred`` when the
+    work goes on after the response (async jobs), and then settles it itself.
+    """
+    admission = await asyncio.to_thread(engine.meter.admit, workspace_id, requests=requests, credits=credits)
+    try:
+        response = await work(admission)
+    finally:
+        if not admission.deferred:
+            await asyncio.to_thread(engine.meter.settle, admission)
+    request.state.credits = admission.credits_used if not admission.deferred else admission.credits
+    response.headers.update(admission.headers())
+    return response
+
+
+_MAX_KEY = 255
+
+
+async def idempotent(request: Request, engine: ImageEngine, user: User,
+                     produce: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
+    """With an ``Idempotency-Key`` header, a retried POST gets the first (2xx) response back
+    instead of running, and being charged, again."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return await produce()
+    if not 1 <= len(key) <= _MAX_KEY or not key.isprintable():
+        raise InvalidRequest(f"Idempotency-Key must be 1-{_MAX_KEY} printable characters", field="Idempotency-Key")
+    body_hash = hashlib.sha256(await request.body()).hexdigest()
+    endpoint = request.url.path
+    record = IdempotencyRecord(user_id=user.id, key=key, endpoint=endpoint, body_hash=body_hash)
+    try:
+        with session_scope(engine.db) as session:
+            session.add(record)
+            session.commit()
+    except IntegrityError:
+        with session_scope(engine.db) as session:
+            existing = session.get(IdempotencyRecord, (user.id, key))
+        if existing is None:  # removed after a failed first attempt: run again
+            return await idempotent(request, engine, user, produce)
+        if existing.endpoint != endpoint or existing.body_hash != body_hash:
+            raise Conflict("this Idempotency-Key was already used with a different request",
+                           field="Idempotency-Key") from None
+        if existing.status is None:
+            raise Conflict("a request with this Idempotency-Key is still running; retry shortly",
+                           field="Idempotency-Key") from None
+        return JSONResponse(existing.response, status_code=existing.status,
+                            headers={"Idempotent-Replayed": "true"})
+    try:
+        response = await produce()
+    except BaseException:
+        _forget(engine, user.id, key)
+        raise
+    if 200 <= response.status_code < 300:
+        with session_scope(engine.db) as session:
+            row = session.get(IdempotencyRecord, (user.id, key))
+            row.status, row.response = response.status_code, json.loads(response.body)
+            session.add(row)
+            session.commit()
+    else:
+        _forget(engine, user.id, key)
+    return response
+
+
+def _forget(engine: ImageEngine, user_id: str, key: str) -> None:
+    with session_scope(engine.db) as session:
+        row = session.get(IdempotencyRecord, (user_id, key))
+        if row is not None:
+            session.delete(row)
+            session.commit()

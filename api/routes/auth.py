@@ -1,0 +1,39 @@
+"""Browser sessions: email + password → a short-lived JWT, accepted wherever API keys are."""
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentUser, EngineDep, SessionDep
+from api.responses import ok
+from engine.accounts import authenticate_password, create_access_token
+from engine.errors import Unauthenticated
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@router.post("/login")
+def login(body: LoginRequest, request: Request, engine: EngineDep, session: SessionDep):
+    """Returns `access_token` (send as `Authorization: Bearer …`), `token_type` and `expires_in` seconds."""
+    keys = (f"email:{body.email.strip().lower()}", f"ip:{request.client.host if request.client else '?'}")
+    engine.login_throttle.check(*keys)
+    try:
+        user = authenticate_password(session, body.email, body.password)
+    except Unauthenticated:
+        engine.login_throttle.failed(*keys)
+        raise
+    engine.login_throttle.succeeded(keys[0])
+    ttl = engine.settings.jwt_ttl_minutes
+    token = create_access_token(user, engine.settings.resolved_secret_key(), ttl)
+    return ok({"access_token": token, "token_type": "bearer", "expires_in": ttl * 60,
+               "user": {"id": user.id, "email": user.email, "is_admin": user.is_admin}})
+
+
+@router.get("/me")
+def me(user: CurrentUser):
+    return ok({"id": user.id, "email": user.email, "name": user.name, "is_admin": user.is_admin,
+               "workspace_id": user.workspace_id})

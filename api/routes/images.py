@@ -1,0 +1,63 @@
+"""Stored images: list, read (owner or signed link), metadata, delete."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.deps import CurrentUser, EngineDep, SessionDep, bearer_scheme, get_current_user
+from api.responses import ok
+from engine.errors import NotFound, Unauthenticated
+from engine.gallery import valid_signature
+from engine.generation import read_png_metadata
+from engine.models import ImageRecord
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+
+def record_public(record: ImageRecord) -> dict:
+    data = record.model_dump(exclude={"file_path", "user_id", "workspace_id"})
+    data["url"] = f"/api/v1/images/{record.id}"
+    return data
+
+
+@router.get("")
+def list_images(user: CurrentUser, engine: EngineDep, q: Annotated[str | None, Query(max_length=200)] = None,
+                model: Annotated[str | None, Query(max_length=64)] = None,
+                limit: Annotated[int, Query(ge=1, le=100)] = 24, offset: Annotated[int, Query(ge=0)] = 0):
+    """Your stored images, newest first; filter by prompt text (`q`) and `model`."""
+    rows, total = engine.gallery.list(user.id, query=q, model=model, limit=limit, offset=offset)
+    return ok({"images": [record_public(r) for r in rows], "total": total, "limit": limit, "offset": offset})
+
+
+@router.get("/{image_id}", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "The PNG"}})
+def get_image(image_id: str, request: Request, engine: EngineDep, session: SessionDep,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+              expires: int | None = None, signature: str | None = None):
+    """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`)."""
+    if signature is not None and expires is not None:
+        if not valid_signature(image_id, expires, signature, engine.settings.resolved_secret_key()):
+            raise NotFound(f"no image '{image_id}'")  # an expired or forged link reveals nothing
+        record = engine.gallery.get(image_id, None)
+    else:
+        if credentials is None:
+            raise Unauthenticated("send 'Authorization: Bearer …' or use the signed link from the generation")
+        user = get_current_user(request, engine, session, credentials)
+        record = engine.gallery.get(image_id, user.id)
+    return Response(engine.gallery.read(record), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{image_id}/info")
+def image_info(image_id: str, user: CurrentUser, engine: EngineDep):
+    """Every generation parameter of one of your images: the record and the PNG's own metadata."""
+    record = engine.gallery.get(image_id, user.id)
+    return ok(record_public(record) | {"metadata": read_png_metadata(engine.gallery.read(record))})
+
+
+@router.delete("/{image_id}")
+def delete_image(image_id: str, user: CurrentUser, engine: EngineDep):
+    engine.gallery.delete(image_id, user.id)
+    return ok({"id": image_id, "deleted": True})

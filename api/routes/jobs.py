@@ -1,0 +1,49 @@
+"""GET /jobs/{id}: status and result of an asynchronous generation; DELETE cancels it."""
+
+
+from fastapi import APIRouter, Request
+
+from api.deps import CurrentUser, EngineDep, SessionDep
+from api.responses import base_url, ok
+from engine.errors import NotFound
+from engine.gallery import signed_image_path
+from engine.models import Job, JobStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def _own_job(session, job_id: str, user_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.user_id != user_id:
+        raise NotFound(f"no job '{job_id}'")
+    return job
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep, session: SessionDep):
+    """`queued`, `running` (with `progress`), `succeeded` (with `result`), `failed` (with `error`) or `cancelled`."""
+    job = _own_job(session, job_id, user.id)
+    data = {"job_id": job.id, "status": job.status, "kind": job.kind, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error, "result": None}
+    task = engine.worker.get(job.id)
+    if task is not None and job.status == JobStatus.RUNNING:
+        data["progress"] = {"step": task.step, "total": task.total}
+    if job.status == JobStatus.SUCCEEDED and job.result:
+        result, params = job.result, job.result["params"]
+        if result["stored"]:
+            url = base_url(request, engine) + signed_image_path(result["image_id"],
+                                                                engine.settings.resolved_secret_key())
+        else:
+            url = "data:image/png;base64," + result["png_base64"]
+        data["result"] = {"id": result["image_id"], "job_id": job.id, "image": url, "image_url": url,
+                          "format": "png", **params, "duration_ms": result["duration_ms"]}
+    return ok(data)
+
+
+@router.delete("/{job_id}")
+def cancel_job(job_id: str, user: CurrentUser, engine: EngineDep, session: SessionDep):
+    """Cancel a queued job at once, or a running one at its next step."""
+    job = _own_job(session, job_id, user.id)
+    return ok({"job_id": job.id, "cancelling": engine.worker.cancel(job.id)})
+
+

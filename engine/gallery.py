@@ -1,0 +1,78 @@
+"""A user's stored images: list, read, delete. Other users' images are indistinguishable from missing ones."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from engine.db import session_scope
+from engine.errors import NotFound
+from engine.models import ImageRecord
+from engine.storage import ImageStore
+
+
+class Gallery:
+    def __init__(self, db, store: ImageStore):
+        self._db = db
+        self.store = store
+
+    def list(self, user_id: str, *, query: str | None = None, model: str | None = None, limit: int = 24,
+             offset: int = 0) -> tuple[list[ImageRecord], int]:
+        conditions = [ImageRecord.user_id == user_id, col(ImageRecord.file_path).is_not(None)]
+        if query:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(col(ImageRecord.prompt).ilike(f"%{escaped}%", escape="\\"))
+        if model:
+            conditions.append(ImageRecord.model == model)
+        with session_scope(self._db) as session:
+            total = session.exec(select(func.count()).select_from(ImageRecord).where(*conditions)).one()
+            rows = session.exec(select(ImageRecord).where(*conditions)
+                                .order_by(col(ImageRecord.created_at).desc(), col(ImageRecord.id).desc())
+                                .offset(offset).limit(limit)).all()
+        return list(rows), int(total)
+
+    def get(self, image_id: str, user_id: str | None) -> ImageRecord:
+        """The stored image ``image_id`` of ``user_id`` (None: any owner, for signed links)."""
+        with session_scope(self._db) as session:
+            record = session.get(ImageRecord, image_id)
+        if record is None or record.file_path is None or (user_id is not None and record.user_id != user_id):
+            raise NotFound(f"no image '{image_id}'")
+        return record
+
+    def read(self, record: ImageRecord) -> bytes:
+        try:
+            return self.store.read(record.file_path)
+        except FileNotFoundError as exc:
+            raise NotFound(f"the file of image '{record.id}' is missing") from exc
+
+    def delete(self, image_id: str, user_id: str) -> None:
+        record = self.get(image_id, user_id)
+        with session_scope(self._db) as session:
+            session.delete(session.get(ImageRecord, record.id))
+            session.commit()
+        # The record goes first: a crash in between leaves an orphan file, never a record without one.
+        self.store.delete(record.file_path)
+
+    def used_bytes(self, workspace_id: str) -> int:
+        with session_scope(self._db) as session:
+            total = session.exec(select(func.coalesce(func.sum(ImageRecord.bytes), 0)).where(
+                ImageRecord.workspace_id == workspace_id, col(ImageRecord.file_path).is_not(None))).one()
+        return int(total)
+
+
+def image_signature(image_id: str, expires: int, secret: str) -> str:
+    return hmac.new(secret.encode(), f"{image_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signed_image_path(image_id: str, secret: str, ttl_s: int = 30 * 86400) -> str:
+    """A link that lets anyone holding it read one stored image until it expires (for <img src>)."""
+    expires = int(time.time()) + ttl_s
+    return f"/api/v1/images/{image_id}?expires={expires}&signature={image_signature(image_id, expires, secret)}"
+
+
+def valid_signature(image_id: str, expires: int, signature: str, secret: str) -> bool:
+    return expires >= time.time() and hmac.compare_digest(image_signature(image_id, expires, secret), signature)

@@ -1,0 +1,216 @@
+"""Plans enforced: requests per minute/day/month, concurrent jobs and credits, exact under concurrency.
+
+Every check-and-change is one conditional statement inside a write transaction (``BEGIN
+IMMEDIATE`` on SQLite), never a read followed by a write, so N concurrent requests against
+M remaining units admit exactly min(N, M). A request is admitted (units taken) before it runs
+and settled afterwards: whatever did not succeed is given back, so a failed request costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlmodel import select
+
+from engine.db import session_scope
+from engine.errors import Forbidden, InsufficientCredits, RateLimited
+from engine.models import Plan, UsageCounter, Workspace
+
+WINDOWS = ("minute", "day", "month")
+_PLAN_FIELD = {"minute": "requests_per_minute", "day": "requests_per_day", "month": "requests_per_month"}
+
+
+def window_periods(now: datetime) -> dict[str, tuple[str, int]]:
+    """For each window: its period key and the seconds until it resets (UTC)."""
+    next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    next_day = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    return {
+        "minute": (now.strftime("%Y-%m-%dT%H:%M"), _seconds(now, next_minute)),
+        "day": (now.strftime("%Y-%m-%d"), _seconds(now, next_day)),
+        "month": (now.strftime("%Y-%m"), _seconds(now, next_month)),
+    }
+
+
+def _seconds(now: datetime, then: datetime) -> int:
+    return max(1, int((then - now).total_seconds() + 0.999))
+
+
+@dataclass
+class Admission:
+    workspace_id: str
+    plan: Plan
+    requests: int
+    credits: int
+    periods: dict[str, tuple[str, int]]
+    remaining: dict[str, int]  # per window, after this admission
+    ok_requests: int = 0
+    images: int = 0
+    credits_used: int = 0
+    deferred: bool = False  # settled later, when work that outlives the request finishes
+    settled: bool = field(default=False, repr=False)
+
+    def succeeded(self, *, requests: int = 1, images: int = 0, credits: int = 0) -> None:
+        self.ok_requests += requests
+        self.images += images
+        self.credits_used += credits
+
+    def headers(self) -> dict[str, str]:
+        """IETF RateLimit headers for the tightest window."""
+        window = min(WINDOWS, key=lambda w: self.remaining[w])
+        limit = getattr(self.plan, _PLAN_FIELD[window])
+        reset = self.periods[window][1]
+        return rate_limit_headers(self.plan, limit, self.remaining[window], reset)
+
+
+def rate_limit_headers(plan: Plan, limit: int, remaining: int, reset: int) -> dict[str, str]:
+    policy = ", ".join(f"{getattr(plan, _PLAN_FIELD[w])};w={s}" for w, s in
+                       (("minute", 60), ("day", 86400), ("month", 2592000)))
+    return {
+        "RateLimit": f"limit={limit}, remaining={max(0, remaining)}, reset={reset}",
+        "RateLimit-Policy": policy,
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(max(0, remaining)),
+        "RateLimit-Reset": str(reset),
+    }
+
+
+class Meter:
+    def __init__(self, db):
+        self._db = db
+        self._active: dict[str, int] = {}  # running requests per workspace (this process)
+        self._active_lock = threading.Lock()
+
+    # -- reading -----------------------------------------------------------------------------
+    def plan_of(self, workspace_id: str) -> tuple[Workspace, Plan]:
+        with session_scope(self._db) as session:
+            workspace = session.get(Workspace, workspace_id)
+            plan = session.get(Plan, workspace.plan_slug) if workspace and workspace.plan_slug else None
+        if workspace is None:
+            raise Forbidden("this account has no workspace")
+        if workspace.suspended:
+            raise Forbidden("this account is suspended; contact the administrator")
+        if plan is None:
+            raise Forbidden("this account has no plan; ask the administrator to assign one")
+        return workspace, plan
+
+    def active(self, workspace_id: str) -> int:
+        with self._active_lock:
+            return self._active.get(workspace_id, 0)
+
+    # -- admitting and settling --------------------------------------------------------------
+    def admit(self, workspace_id: str, *, requests: int = 1, credits: int = 0,
+              now: datetime | None = None) -> Admission:
+        """Take ``requests`` units of every window, a concurrency slot and ``credits``, or raise."""
+        now = now or datetime.now(UTC)
+        workspace, plan = self.plan_of(workspace_id)
+        with self._active_lock:
+            if self._active.get(workspace_id, 0) >= plan.max_concurrent_jobs:
+                raise RateLimited(f"at most {plan.max_concurrent_jobs} concurrent requests on the {plan.name} plan",
+                                  retry_after=2, limit="concurrency")
+            self._active[workspace_id] = self._active.get(workspace_id, 0) + 1
+        try:
+            return self._admit_units(workspace_id, plan, requests, credits, now)
+        except BaseException:
+            self._release(workspace_id)
+            raise
+
+    def _admit_units(self, workspace_id: str, plan: Plan, requests: int, credits: int, now: datetime) -> Admission:
+        periods = window_periods(now)
+        remaining: dict[str, int] = {}
+        with session_scope(self._db) as session:
+            conn = session.connection()  # BEGIN IMMEDIATE: the write lock is ours until commit
+            self._grant_monthly_credits(conn, workspace_id, plan, periods["month"][0])
+            for window in WINDOWS:
+                limit = getattr(plan, _PLAN_FIELD[window])
+                period, reset = periods[window]
+                row = conn.execute(text(
+                    "INSERT INTO usagecounter (workspace_id, window, period, requests, images, credits) "
+                    "SELECT :ws, :window, :period, :n, 0, :c WHERE :n <= :limit "
+                    "ON CONFLICT (workspace_id, window, period) DO UPDATE "
+                    "SET requests = requests + :n, credits = credits + :c WHERE requests + :n <= :limit "
+                    "RETURNING requests"),
+                    {"ws": workspace_id, "window": window, "period": period, "n": requests, "c": credits,
+                     "limit": limit}).first()
+                if row is None:
+                    session.rollback()
+                    raise RateLimited(f"{_describe(window)} limit of {limit} requests reached on the "
+                                      f"{plan.name} plan", retry_after=reset, limit=window,
+                                      headers=rate_limit_headers(plan, limit, 0, reset))
+                remaining[window] = limit - row[0]
+            if credits > 0:
+                left = conn.execute(text(
+                    "UPDATE workspace SET credits = credits - :c WHERE id = :ws AND credits >= :c RETURNING credits"),
+                    {"ws": workspace_id, "c": credits}).first()
+                if left is None:
+                    balance = conn.execute(text("SELECT credits FROM workspace WHERE id = :ws"),
+                                           {"ws": workspace_id}).scalar()
+                    session.rollback()
+                    raise InsufficientCredits(f"this request costs {credits} credits and the balance is {balance}")
+            session.commit()
+        return Admission(workspace_id, plan, requests, credits, periods, remaining)
+
+    @staticmethod
+    def _grant_monthly_credits(conn, workspace_id: str, plan: Plan, month: str) -> None:
+        """At the first request of a month the balance is topped up to the plan's monthly credits."""
+        conn.execute(text(
+            "UPDATE workspace SET credits = MAX(credits, :monthly), credits_month = :month "
+            "WHERE id = :ws AND (credits_month IS NULL OR credits_month != :month)"),
+            {"ws": workspace_id, "monthly": plan.monthly_credits, "month": month})
+
+    def settle(self, admission: Admission) -> None:
+        """Give back what did not succeed, record images; idempotent."""
+        if admission.settled:
+            return
+        admission.settled = True
+        try:
+            refund_requests = admission.requests - admission.ok_requests
+            refund_credits = admission.credits - admission.credits_used
+            with session_scope(self._db) as session:
+                conn = session.connection()
+                for window in WINDOWS:
+                    conn.execute(text(
+                        "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
+                        "credits = credits - :c WHERE workspace_id = :ws AND window = :window AND period = :period"),
+                        {"r": refund_requests, "i": admission.images, "c": refund_credits,
+                         "ws": admission.workspace_id, "window": window, "period": admission.periods[window][0]})
+                if refund_credits:
+                    conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
+                                 {"c": refund_credits, "ws": admission.workspace_id})
+                session.commit()
+        finally:
+            self._release(admission.workspace_id)
+
+    def _release(self, workspace_id: str) -> None:
+        with self._active_lock:
+            self._active[workspace_id] = max(0, self._active.get(workspace_id, 0) - 1)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def usage(self, workspace_id: str, now: datetime | None = None) -> dict:
+        now = now or datetime.now(UTC)
+        periods = window_periods(now)
+        with session_scope(self._db) as session:
+            workspace = session.get(Workspace, workspace_id)
+            plan = session.get(Plan, workspace.plan_slug) if workspace.plan_slug else None
+            rows = {w: session.get(UsageCounter, (workspace_id, w, periods[w][0])) for w in WINDOWS}
+        counts = {w: (r.requests, r.images, r.credits) if r else (0, 0, 0) for w, r in rows.items()}
+        return {"workspace": workspace, "plan": plan, "counts": counts, "periods": periods}
+
+    def daily_history(self, workspace_id: str, days: int = 30, now: datetime | None = None) -> list[dict]:
+        now = now or datetime.now(UTC)
+        keys = [(now - timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days - 1, -1, -1)]
+        with session_scope(self._db) as session:
+            rows = session.exec(select(UsageCounter).where(
+                UsageCounter.workspace_id == workspace_id, UsageCounter.window == "day",
+                UsageCounter.period.in_(keys))).all()
+        by_day = {r.period: r for r in rows}
+        return [{"date": k, "requests": by_day[k].requests if k in by_day else 0,
+                 "images": by_day[k].images if k in by_day else 0} for k in keys]
+
+
+def _describe(window: str) -> str:
+    return {"minute": "per-minute", "day": "daily", "month": "monthly"}[window]

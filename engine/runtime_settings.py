@@ -1,0 +1,57 @@
+"""Settings an admin changes at runtime (studio admin page); the environment gives the defaults."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from engine.config import Settings
+from engine.db import session_scope
+from engine.errors import InvalidRequest
+from engine.models import AppSetting, utcnow
+
+# key -> (type, environment default getter)
+RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
+    "storage_enabled": (bool, lambda s: s.storage_enabled),
+    "cors_strict": (bool, lambda s: s.cors_strict),
+    "cors_origins": (list, lambda s: list(s.cors_origins)),
+    "text_model": (dict, lambda s: {"provider": "builtin"}),
+    "max_batch_size": (int, lambda s: 100),  # a server-wide cap over every plan's batch size
+}
+
+
+class RuntimeSettings:
+    def __init__(self, db, settings: Settings):
+        self._db = db
+        self._settings = settings
+        self._cache: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> dict[str, Any]:
+        with self._lock:
+            if self._cache is None:
+                values = {key: default(self._settings) for key, (_, default) in RUNTIME_KEYS.items()}
+                with session_scope(self._db) as session:
+                    for row in session.query(AppSetting).all():
+                        if row.key in RUNTIME_KEYS:
+                            values[row.key] = row.value
+                self._cache = values
+            return self._cache
+
+    def get(self, key: str) -> Any:
+        return self._load()[key]
+
+    def all(self) -> dict[str, Any]:
+        return dict(self._load())
+
+    def set(self, key: str, value: Any) -> None:
+        if key not in RUNTIME_KEYS:
+            raise InvalidRequest(f"unknown setting '{key}'", field="key")
+        kind = RUNTIME_KEYS[key][0]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise InvalidRequest(f"setting '{key}' must be a {kind.__name__}", field=key)
+        with session_scope(self._db) as session:
+            session.merge(AppSetting(key=key, value=value, updated_at=utcnow()))
+            session.commit()
+        with self._lock:
+            self._cache = None
