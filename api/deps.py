@@ -38,18 +38,19 @@ bearer_scheme = HTTPBearer(auto_error=False, description="An API key (`sk_live_â
 def get_current_user(
     request: Request,
     engine: EngineDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> User:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing API key: send the header 'Authorization: Bearer sk_live_â€¦'")
     token = credentials.credentials
-    if token.startswith(KEY_PREFIX):
-        user, key = authenticate_key(session, token)
-        request.state.api_key_prefix = key.prefix
-    else:
-        user = user_from_access_token(session, token, engine.settings.resolved_secret_key())
-        request.state.api_key_prefix = "session"
+    # A session of its own, closed at once: the request may go on for a whole generation.
+    with session_scope(engine.db) as session:
+        if token.startswith(KEY_PREFIX):
+            user, key = authenticate_key(session, token)
+            request.state.api_key_prefix = key.prefix
+        else:
+            user = user_from_access_token(session, token, engine.settings.resolved_secret_key())
+            request.state.api_key_prefix = "session"
     request.state.user_id, request.state.workspace_id = user.id, user.workspace_id
     return user
 

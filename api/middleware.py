@@ -86,10 +86,9 @@ class ApiLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             state = scope.get("state", {})
-            route = scope.get("route")
             entry = ApiLog(user_id=state.get("user_id"), workspace_id=state.get("workspace_id"),
                            key_prefix=state.get("api_key_prefix"), method=scope["method"],
-                           endpoint=getattr(route, "path", scope["path"])[:200], status=status,
+                           endpoint=scope["path"][:200], status=status,
                            duration_ms=int((time.perf_counter() - started) * 1000),
                            request_id=state.get("request_id", ""), credits=state.get("credits", 0))
             await asyncio.to_thread(self._write, entry)

@@ -34,6 +34,7 @@ class ModelSpec:
     default_guidance: float = 7.0
     min_size: int = 256
     max_size: int = 1024
+    native_size: int = 1024  # the square size it was trained at; aspect ratios keep its area
     size_multiple: int = 8
     supports_negative: bool = True
     max_sequence_length: int | None = None
@@ -109,7 +110,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         slug="dreamshaper-8-lcm", name="DreamShaper 8 LCM",
         description="Lykon's DreamShaper 8 (SD 1.5 family) with latent consistency: good images in 4-8 steps.",
         family="sd", repo_id="Lykon/dreamshaper-8-lcm", scheduler="LCMScheduler",
-        default_steps=6, default_guidance=1.5, min_size=256, max_size=768, license="creativeml-openrail-m",
+        default_steps=6, default_guidance=1.5, min_size=256, max_size=768, native_size=512,
+        license="creativeml-openrail-m",
     ),
     ModelSpec(
         slug="lucid-origin", name="Lucid Origin",
@@ -125,18 +127,18 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         slug="tiny-sd", name="Tiny SD (offline test model)",
         description="An SD 1.5-family pipeline with tiny random weights, built locally; for tests and demos.",
-        family="sd", default_steps=2, default_guidance=5.0, tiny=True, max_size=1024,
+        family="sd", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
     ),
     ModelSpec(
         slug="tiny-sdxl", name="Tiny SDXL (offline test model)",
         description="An SDXL pipeline with tiny random weights, built locally; for tests and demos.",
-        family="sdxl", default_steps=2, default_guidance=5.0, tiny=True,
+        family="sdxl", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
     ),
     ModelSpec(
         slug="tiny-flux", name="Tiny FLUX (offline test model)",
         description="A FLUX.1 pipeline with tiny random weights, built locally; for tests and demos.",
         family="flux", default_steps=2, default_guidance=0.0, size_multiple=16, supports_negative=False,
-        max_sequence_length=64, tiny=True,
+        max_sequence_length=64, tiny=True, native_size=256,
     ),
 )
 

@@ -40,7 +40,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):
-        # Take the write lock at the start: a check-then-change in one transaction can't interleave.
+        # Every transaction takes the write lock when it begins. A check-then-change can't interleave with
+        # another, and a read that turns into a write can't fail with SQLITE_BUSY halfway (WAL snapshot).
+        # The price: transactions must stay short; none is held across a generation.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

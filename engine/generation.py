@@ -35,6 +35,26 @@ class GenerationParams(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
 
+ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")
+
+
+def size_for_aspect(spec: ModelSpec, aspect_ratio: str) -> tuple[int, int]:
+    """Width and height with the model's native area in the given ratio, fitted to its limits."""
+    if aspect_ratio not in ASPECT_RATIOS:
+        raise InvalidRequest(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}", field="aspect_ratio")
+    rw, rh = (int(part) for part in aspect_ratio.split(":"))
+    return size_like(spec, rw, rh)
+
+
+def size_like(spec: ModelSpec, width: int, height: int) -> tuple[int, int]:
+    """A size in the shape width:height with the model's native area, scaled up if the short side is under
+    the model's minimum and down if the long side is over its maximum (the shape wins over the area)."""
+    scale = spec.native_size / max(1.0, (width * height) ** 0.5)
+    scale = max(scale, spec.min_size / min(width, height))
+    scale = min(scale, spec.max_size / max(width, height))
+    return _round_size(int(width * scale + 0.5), spec), _round_size(int(height * scale + 0.5), spec)
+
+
 @dataclass(frozen=True)
 class ResolvedParams:
     """Validated parameters with every default filled in: exactly what the pipeline runs."""

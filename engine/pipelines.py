@@ -184,7 +184,7 @@ class PipelineManager:
         started = time.perf_counter()
         pipeline_cls = getattr(diffusers, spec.pipeline_class)
         try:
-            pipe = pipeline_cls.from_pretrained(source, torch_dtype=self.dtype, local_files_only=local_only)
+            pipe = pipeline_cls.from_pretrained(source, dtype=self.dtype, local_files_only=local_only)
         except (OSError, EnvironmentError) as exc:
             # from_pretrained raises OSError/EnvironmentError when files are absent or unreachable.
             raise ModelUnavailable(self._absent_message(spec) + f" ({exc.__class__.__name__})") from exc

@@ -75,6 +75,8 @@ class ImageEngine:
         self.worker = LocalWorker()
         self.started_at = time.time()
         self._background_remover = None
+        self._enhancer = None
+        self.text_model_http = None  # an httpx.Client for the text model endpoint; None: the enhancer makes one
         self.login_throttle = LoginThrottle()
 
     # -- policy ------------------------------------------------------------------------------
@@ -142,6 +144,7 @@ class ImageEngine:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
         store = self.settings.storage_enabled if store is None else store
         remover = self.background_remover()
+        remover.load()  # a missing model file fails now, before anything is queued or charged
         params = ResolvedParams(prompt=prompt or "remove background", negative_prompt=None,
                                 model=f"rembg:{remover.model_name}", width=image.width, height=image.height,
                                 steps=0, guidance_scale=0.0, seed=0)
@@ -160,6 +163,17 @@ class ImageEngine:
 
             self._background_remover = BackgroundRemover(self.settings.models_dir)
         return self._background_remover
+
+    def prompt_enhancer(self):
+        """The enhancer for the admin's chosen text model (rebuilt when that choice changes)."""
+        from engine.prompts import PromptEnhancer, TextModelConfig
+
+        config = self.runtime.get("text_model") or {"provider": "builtin"}
+        key = repr(sorted(config.items()))
+        if self._enhancer is None or self._enhancer[0] != key:
+            fields = {k: v for k, v in config.items() if k in TextModelConfig.__dataclass_fields__}
+            self._enhancer = (key, PromptEnhancer(TextModelConfig(**fields), http_client=self.text_model_http))
+        return self._enhancer[1]
 
     def _run_generation(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
                         init_image: Image.Image | None, strength: float) -> GenerationResult:

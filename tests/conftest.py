@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from engine.accounts import create_api_key, create_user  # noqa: E402
+from engine.background import build_tiny_rembg_model  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.db import session_scope  # noqa: E402
 from engine.service import ImageEngine  # noqa: E402
@@ -28,6 +29,7 @@ def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     for slug in TINY_MODEL_SLUGS:
         ensure_tiny_model(slug, folder)
+    build_tiny_rembg_model(folder / "rembg" / "u2net.onnx")  # stands in for the real u2net.onnx
     return folder
 
 

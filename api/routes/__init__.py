@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from api.routes import auth, generate, health, images, jobs, logs, models, usage
+from api.routes import auth, generate, health, image_studio, images, jobs, logs, models, prompt, usage
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (generate, models, health, usage, images, jobs, logs, auth):
+for module in (generate, image_studio, prompt, models, health, usage, images, jobs, logs, auth):
     api_router.include_router(module.router)

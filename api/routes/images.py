@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import CurrentUser, EngineDep, SessionDep, bearer_scheme, get_current_user
+from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
 from api.responses import ok
 from engine.errors import NotFound, Unauthenticated
 from engine.gallery import valid_signature
@@ -33,7 +33,7 @@ def list_images(user: CurrentUser, engine: EngineDep, q: Annotated[str | None, Q
 
 @router.get("/{image_id}", response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "The PNG"}})
-def get_image(image_id: str, request: Request, engine: EngineDep, session: SessionDep,
+def get_image(image_id: str, request: Request, engine: EngineDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
               expires: int | None = None, signature: str | None = None):
     """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`)."""
@@ -44,7 +44,7 @@ def get_image(image_id: str, request: Request, engine: EngineDep, session: Sessi
     else:
         if credentials is None:
             raise Unauthenticated("send 'Authorization: Bearer …' or use the signed link from the generation")
-        user = get_current_user(request, engine, session, credentials)
+        user = get_current_user(request, engine, credentials)
         record = engine.gallery.get(image_id, user.id)
     return Response(engine.gallery.read(record), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=3600"})

@@ -54,3 +54,14 @@ def test_png_carries_the_parameters():
     assert meta == resolved.as_dict()
     with Image.open(__import__("io").BytesIO(png)) as image:
         assert image.text["prompt"] == "a cat" and image.text["seed"] == "7" and image.text["model"] == "tiny-sd"
+
+
+def test_aspect_ratios_keep_the_native_area_within_limits():
+    from engine.generation import size_for_aspect
+
+    assert size_for_aspect(SPECS["flux-schnell"], "1:1") == (1024, 1024)
+    assert size_for_aspect(SPECS["flux-schnell"], "16:9") == (1024, 576)  # long side capped at the maximum
+    assert size_for_aspect(SPECS["stable-diffusion"], "3:4") == (768, 1024)
+    assert size_for_aspect(SPECS["dreamshaper-8-lcm"], "2:3") == (416, 624)
+    with pytest.raises(InvalidRequest):
+        size_for_aspect(SPECS["flux-schnell"], "7:5")

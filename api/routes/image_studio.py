@@ -1,0 +1,141 @@
+"""POST /image-studio: one endpoint for generate, edit, background removal and prompt enhancement.
+
+With an input image, the intent decides: "remove background", "clear bg", "transparent background"
+and the like go to background removal; anything else edits the image with the model's
+image-to-image pipeline.
+"""
+
+import asyncio
+import re
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field
+
+from api.deps import Account, AccountDep, EngineDep
+from api.responses import idempotent, image_payload, metered, ok
+from api.routes.generate import RESPONSES, _settle_job
+from api.routes.prompt import enhanced_payload
+from api.schemas import JobAccepted
+from engine.generation import ASPECT_RATIOS, GenerationParams, size_for_aspect, size_like
+from engine.inputs import InputLimits, parse_image_input
+from engine.metering import Admission
+from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.service import ImageEngine
+
+router = APIRouter(tags=["image-studio"])
+
+REMOVE_BACKGROUND_INTENT = re.compile(
+    r"\b(remove|delete|erase|strip|clear|drop|cut\s*out|get rid of|no)\b[\w\s-]{0,20}?\b(background|bg|backdrop)\b"
+    r"|\btransparent\s+(background|bg|png)\b|\bbackground\s+removal\b|\bcut\s*-?\s*out\b|\bremove\s*bg\b",
+    re.IGNORECASE)
+
+AspectRatio = Literal["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
+assert set(AspectRatio.__args__) == set(ASPECT_RATIOS)
+
+
+class ImageStudioRequest(GenerationParams):
+    action: Literal["generate", "enhance_prompt", "edit", "remove_background"] = "generate"
+    prompt: str | None = Field(default=None, min_length=1, max_length=10_000)
+    aspect_ratio: AspectRatio | None = None
+    width: int | None = Field(default=None, ge=256, le=1024)
+    height: int | None = Field(default=None, ge=256, le=1024)
+    input_image: str | None = Field(default=None, description="A data URL, raw base64, or an http(s) URL")
+    strength: float = Field(default=0.6, gt=0, le=1, description="How much an edit may change the input")
+    tone: str | None = Field(default=None, max_length=40, description="For enhance_prompt")
+    run_async: bool = Field(default=False, alias="async")
+
+    model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True}
+
+
+def wants_background_removal(body: ImageStudioRequest) -> bool:
+    return body.action == "remove_background" or bool(body.prompt and REMOVE_BACKGROUND_INTENT.search(body.prompt))
+
+
+@router.post("/image-studio", responses=RESPONSES)
+async def image_studio(request: Request, body: ImageStudioRequest, account: AccountDep, engine: EngineDep):
+    """`action`: `generate` (default), `enhance_prompt`, `edit` or `remove_background`; an `input_image` with a
+    background-removal intent is routed to background removal automatically."""
+    if body.prompt is None and not (body.input_image and wants_background_removal(body)):
+        raise RequestValidationError([{"loc": ("body", "prompt"), "msg": "Field required", "type": "missing"}])
+    if body.action == "edit" and not body.input_image:
+        raise RequestValidationError([{"loc": ("body", "input_image"), "msg": "Field required for edit",
+                                       "type": "missing"}])
+
+    async def produce():
+        if body.action == "enhance_prompt":
+            return await _enhance(request, body, account, engine)
+        if body.input_image and wants_background_removal(body):
+            return await _remove_background(request, body, account, engine)
+        return await _generate_or_edit(request, body, account, engine)
+
+    return await idempotent(request, engine, account.user, produce)
+
+
+async def _enhance(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
+    enhancer = engine.prompt_enhancer()
+
+    async def work(admission: Admission):
+        result = await asyncio.to_thread(enhancer.enhance, body.prompt, body.tone)
+        admission.succeeded()
+        return ok({"action": "enhance_prompt", **enhanced_payload(result), "credits_used": 0})
+
+    return await metered(request, engine, account.workspace.id, requests=1, credits=0, work=work)
+
+
+async def _load_input(engine: ImageEngine, value: str):
+    limits = InputLimits(allow_private_hosts=engine.settings.allow_private_fetch)
+    return await asyncio.to_thread(parse_image_input, value, limits)
+
+
+async def _remove_background(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
+    image = await _load_input(engine, body.input_image)
+    storage = engine.storage_for(account.user)
+    cost = BACKGROUND_REMOVAL_CREDITS
+
+    async def work(admission: Admission):
+        task = engine.submit_background_removal(account.user, image, prompt=body.prompt or "",
+                                                store=storage["store"])
+        return await _finish(request, body, engine, admission, task, storage, cost, "remove_background")
+
+    return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
+
+
+async def _generate_or_edit(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
+    spec = engine.catalog.get(body.model or engine.settings.default_model)
+    image = await _load_input(engine, body.input_image) if body.input_image else None
+    if body.width and body.height:
+        width, height = body.width, body.height
+    elif body.aspect_ratio or image is None:
+        width, height = size_for_aspect(spec, body.aspect_ratio or "1:1")
+    else:
+        width, height = size_like(spec, image.width, image.height)
+    # Built without re-validation: image-studio allows 10,000-character prompts (generate allows 2,000).
+    params = GenerationParams.model_construct(**{**body.model_dump(include=set(GenerationParams.model_fields)),
+                                                 "model": spec.slug, "width": width, "height": height})
+    resolved = engine.prepare(params)
+    cost = generation_credits(spec, resolved.width, resolved.height)
+    storage = engine.storage_for(account.user)
+    action = "edit" if image is not None else "generate"
+
+    async def work(admission: Admission):
+        task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=action,
+                                        init_image=image, strength=body.strength)
+        return await _finish(request, body, engine, admission, task, storage, cost, action)
+
+    return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
+
+
+async def _finish(request: Request, body: ImageStudioRequest, engine: ImageEngine, admission: Admission, task,
+                  storage: dict, cost: int, action: str):
+    if body.run_async or "respond-async" in request.headers.get("prefer", "").lower():
+        admission.deferred = True
+        task.future.add_done_callback(lambda future: _settle_job(engine, admission, future, cost))
+        status_url = f"/api/v1/jobs/{task.id}"
+        return ok(JobAccepted(job_id=task.id, status="queued", status_url=status_url), status=202,
+                  headers={"Location": status_url})
+    result = await asyncio.wrap_future(task.future)
+    admission.succeeded(images=1, credits=cost)
+    return ok({"action": action, **image_payload(result, request, engine, storage, variant=action,
+                                                 credits_used=cost)})
