@@ -45,7 +45,8 @@ def image_payload(result: GenerationResult, request: Request, engine: ImageEngin
         "model": p.model, "prompt": p.prompt, "negative_prompt": p.negative_prompt, "width": p.width,
         "height": p.height, "steps": p.steps, "guidance_scale": p.guidance_scale, "seed": p.seed,
         "duration_ms": result.duration_ms,
-        "storage": {"enabled": storage["enabled"], "stored": result.stored, "plan": storage["plan"]},
+        "storage": {"enabled": storage["enabled"], "stored": result.stored, "plan": storage["plan"],
+                    **({"reason": "storage quota is full"} if storage.get("quota_full") else {})},
         **extra,
     }
 

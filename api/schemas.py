@@ -53,6 +53,7 @@ class StorageInfo(BaseModel):
     enabled: bool = Field(description="Storage is on for this account (admin setting and plan)")
     stored: bool = Field(description="This image was stored and `image_url` is a hosted link")
     plan: str | None
+    reason: str | None = Field(default=None, description="Why an image was not stored although storage is on")
 
 
 class JobAccepted(BaseModel):

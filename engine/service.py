@@ -86,7 +86,9 @@ class ImageEngine:
             plan = plan_for(session, user)
         enabled = bool(self.runtime.get("storage_enabled") and plan and plan.storage_enabled)
         wanted = bool((user.preferences or {}).get("storage", True))
-        return {"enabled": enabled, "store": enabled and wanted, "plan": plan.slug if plan else None}
+        room = not enabled or self.gallery.used_bytes(user.workspace_id) < plan.storage_quota_mb * 1024 * 1024
+        return {"enabled": enabled, "store": enabled and wanted and room, "plan": plan.slug if plan else None,
+                "quota_full": not room}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:

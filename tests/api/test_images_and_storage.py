@@ -76,3 +76,18 @@ def test_list_filter_info_and_delete(client, pro_auth, engine):
     assert client.get(f"/api/v1/images/{cat['id']}", headers=pro_auth).status_code == 404
     assert client.get("/api/v1/images", headers=pro_auth).json()["data"]["total"] == 2
     assert client.get("/api/v1/images?limit=0", headers=pro_auth).status_code == 422
+
+
+def test_full_storage_quota_falls_back_to_a_data_url(client, pro_auth, engine):
+    from sqlmodel import select
+
+    from engine.db import session_scope
+    from engine.models import Plan
+    with session_scope(engine.db) as session:
+        pro = session.exec(select(Plan).where(Plan.slug == "pro")).one()
+        pro.storage_quota_mb = 0
+        session.add(pro)
+        session.commit()
+    data = generate(client, pro_auth)
+    assert data["image"].startswith("data:image/png;base64,")
+    assert data["storage"] == {"enabled": True, "stored": False, "plan": "pro", "reason": "storage quota is full"}
