@@ -26,7 +26,13 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Bytes of loaded pipelines kept resident; 0 = 80% of device memory."
     )
     allow_downloads: bool = Field(default=True, description="Fetch missing weights from the hub on first use.")
-    cpu_threads: int = Field(default=0, ge=0, description="torch threads on CPU; 0 = torch's default.")
+    cpu_threads: int = Field(default=0, ge=0, description="torch threads on CPU; 0 = torch's default (one per physical core).")
+    max_batch: int = Field(default=0, ge=0, le=64,
+                           description="Most compatible requests run as one pipeline call; 0 = 4 on CPU, 8 on GPU.")
+    batch_window_ms: float = Field(default=15.0, ge=0, le=1000,
+                                   description="How long a lone request may wait for companions to batch with.")
+    compile: bool = Field(default=False, description="torch.compile the denoiser at load (GPU; slow first load).")
+    channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs on GPU.")
 
     storage_enabled: bool = True
     cors_strict: bool = Field(

@@ -41,6 +41,19 @@ def job_result(result: GenerationResult) -> dict:
     return data
 
 
+@dataclass(frozen=True)
+class GenerationJob:
+    """What the worker needs to run and record one request."""
+
+    user: User
+    params: ResolvedParams
+    store: bool
+    kind: str = "generate"
+
+    def png_extra(self) -> dict | None:
+        return {"kind": self.kind} if self.kind != "generate" else None
+
+
 @dataclass
 class GenerationResult:
     job_id: str
@@ -67,12 +80,14 @@ class ImageEngine:
         budget = int(settings.memory_budget_gb * 1024**3) or int(device_memory_bytes(self.device) * 0.8)
         self.catalog = Catalog(self.db)
         self.pipelines = PipelineManager(self.catalog, settings.models_dir, self.device, self.dtype, budget,
-                                         allow_downloads=settings.allow_downloads)
+                                         allow_downloads=settings.allow_downloads, compile=settings.compile,
+                                         channels_last=settings.channels_last)
         self.store = ImageStore(settings.images_dir)
         self.gallery = Gallery(self.db, self.store)
         self.runtime = RuntimeSettings(self.db, settings)
         self.meter = Meter(self.db)
-        self.worker = LocalWorker()
+        max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
+        self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
         self.started_at = time.time()
         self._background_remover = None
         self._enhancer = None
@@ -117,22 +132,26 @@ class ImageEngine:
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
                           kind: str = "generate", init_image: Image.Image | None = None,
                           strength: float = 0.6) -> Task:
-        """Validate now (errors raise here), then queue; the task's future gives a GenerationResult."""
+        """Validate now (errors raise here), then queue; the task's future gives a GenerationResult.
+
+        Text-to-image requests may be batched with compatible ones; edits run alone.
+        """
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
-        store = self.settings.storage_enabled if store is None else store
+        job = GenerationJob(user=user, params=resolved, store=self.settings.storage_enabled if store is None else store,
+                            kind=kind)
+        if init_image is not None:
+            return self._submit(user, kind, resolved.as_dict(),
+                                run=lambda task: self._run_edit(task, job, init_image, strength))
+        return self._submit(user, kind, resolved.as_dict(), batch_key=resolved.batch_key(),
+                            run_batch=self._run_generation_batch, payload=job)
 
-        def run(task: Task) -> GenerationResult:
-            return self._run_generation(task, user, resolved, store, kind, init_image, strength)
-
-        return self._submit(user, kind, resolved.as_dict(), run)
-
-    def _submit(self, user: User, kind: str, params: dict, run) -> Task:
+    def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
         job = Job(user_id=user.id, kind=kind, params=params)
         with session_scope(self.db) as session:
             session.add(job)
             session.commit()
         try:
-            return self.worker.submit(Task(id=job.id, owner=user.id, run=run))
+            return self.worker.submit(Task(id=job.id, owner=user.id, **task_fields))
         except EngineError as exc:
             self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
@@ -144,20 +163,24 @@ class ImageEngine:
     def submit_background_removal(self, user: User, image: Image.Image, *, prompt: str = "",
                                   store: bool | None = None) -> Task:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
-        store = self.settings.storage_enabled if store is None else store
         remover = self.background_remover()
         remover.load()  # a missing model file fails now, before anything is queued or charged
         params = ResolvedParams(prompt=prompt or "remove background", negative_prompt=None,
                                 model=f"rembg:{remover.model_name}", width=image.width, height=image.height,
                                 steps=0, guidance_scale=0.0, seed=0)
+        job = GenerationJob(user=user, params=params, kind="remove_background",
+                            store=self.settings.storage_enabled if store is None else store)
 
         def run(task: Task) -> GenerationResult:
-            def work() -> bytes:
-                return encode_png(remover.remove(image), params, {"kind": "remove_background"})
+            self._mark_running(task)
+            started = time.perf_counter()
+            try:
+                png = encode_png(remover.remove(image), params, {"kind": job.kind})
+                return self._complete(task, job, png, started)
+            except BaseException as exc:
+                self._raise_failed(task, exc)
 
-            return self._run_job(task, user, params, store, "remove_background", work)
-
-        return self._submit(user, "remove_background", params.as_dict(), run)
+        return self._submit(user, job.kind, params.as_dict(), run=run)
 
     def background_remover(self):
         if self._background_remover is None:
@@ -177,46 +200,87 @@ class ImageEngine:
             self._enhancer = (key, PromptEnhancer(TextModelConfig(**fields), http_client=self.text_model_http))
         return self._enhancer[1]
 
-    def _run_generation(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
-                        init_image: Image.Image | None, strength: float) -> GenerationResult:
-        def work() -> bytes:
-            loaded = self.pipelines.get(params.model)
-            task.total = params.steps
-            pipe = loaded.pipe if init_image is None else loaded.edit_pipe()
-            image = run_pipeline(pipe, loaded.spec, [params], on_step=task.report,
-                                 init_images=None if init_image is None else [init_image], strength=strength)[0]
+    def _run_generation_batch(self, tasks: list[Task]) -> None:
+        """One pipeline call for compatible text-to-image tasks, each with its own seed and prompts.
+
+        A failure of the shared call fails every task; a failure while storing one image fails only that one.
+        """
+        live = []
+        for task in tasks:
+            self._mark_running(task)
             if task.cancelled:
-                raise JobCancelled("the job was cancelled")
-            return encode_png(image, params, {"kind": kind} if kind != "generate" else None)
+                task.finish(error=self._failed(task, JobCancelled("the job was cancelled")))
+            else:
+                live.append(task)
+        if not live:
+            return
+        params = [task.payload.params for task in live]
+        started = time.perf_counter()
 
-        return self._run_job(task, user, params, store, kind, work)
+        def on_step(step: int, total: int) -> bool:
+            keep_going = [task.report(step, total) for task in live]
+            return any(keep_going)  # stop early only when every request in the batch was cancelled
 
-    def _run_job(self, task: Task, user: User, params: ResolvedParams, store: bool, kind: str,
-                 work) -> GenerationResult:
-        """Run ``work`` (returns PNG bytes) with the job's bookkeeping: status, record, file, errors."""
-        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
+        try:
+            loaded = self.pipelines.get(params[0].model)
+            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step)
+        except BaseException as exc:
+            for task in live:
+                task.finish(error=self._failed(task, exc))
+            return
+        for task, image in zip(live, images, strict=True):
+            try:
+                if task.cancelled:
+                    raise JobCancelled("the job was cancelled")
+                png = encode_png(image, task.payload.params, task.payload.png_extra())
+                task.finish(result=self._complete(task, task.payload, png, started))
+            except BaseException as exc:
+                task.finish(error=self._failed(task, exc))
+
+    def _run_edit(self, task: Task, job: GenerationJob, init_image: Image.Image, strength: float) -> GenerationResult:
+        self._mark_running(task)
         started = time.perf_counter()
         try:
+            loaded = self.pipelines.get(job.params.model)
+            image = run_pipeline(loaded.edit_pipe(), loaded.spec, [job.params], on_step=task.report,
+                                 init_images=[init_image], strength=strength)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")
-            png = work()
-            duration_ms = int((time.perf_counter() - started) * 1000)
-            image_id = self._record_image(user, task.id, params, png, store, kind, duration_ms)
-        except JobCancelled as exc:
-            self._update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow())
-            raise
-        except EngineError as exc:
-            self._update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
-            raise
-        except Exception as exc:
-            log.exception("generation job %s failed", task.id)
-            self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
-            raise GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500]) from exc
-        result = GenerationResult(job_id=task.id, image_id=image_id, params=params, png=png, stored=store,
-                                  duration_ms=duration_ms, kind=kind)
+            return self._complete(task, job, encode_png(image, job.params, job.png_extra()), started)
+        except BaseException as exc:
+            self._raise_failed(task, exc)
+
+    def _raise_failed(self, task: Task, exc: BaseException):
+        error = self._failed(task, exc)
+        if error is exc:
+            raise exc
+        raise error from exc
+
+    def _mark_running(self, task: Task) -> None:
+        task.total = task.payload.params.steps if task.payload else task.total
+        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
+
+    def _complete(self, task: Task, job: GenerationJob, png: bytes, started: float) -> GenerationResult:
+        """Store the image and its record, mark the job done; returns the task's result."""
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        image_id = self._record_image(job.user, task.id, job.params, png, job.store, job.kind, duration_ms)
+        result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
+                                  duration_ms=duration_ms, kind=job.kind)
         self._update_job(task.id, status=JobStatus.SUCCEEDED, image_id=image_id, finished_at=utcnow(),
                          result=job_result(result))
         return result
+
+    def _failed(self, task: Task, exc: BaseException) -> EngineError:
+        """Record why a job failed; the domain error to hand its caller (unexpected ones wrapped)."""
+        if isinstance(exc, JobCancelled):
+            self._update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow())
+            return exc
+        if isinstance(exc, EngineError):
+            self._update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
+            return exc
+        log.error("job %s failed", task.id, exc_info=exc)
+        self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
+        return GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500])
 
     def _record_image(self, user: User, job_id: str, params: ResolvedParams, png: bytes, store: bool, kind: str,
                       duration_ms: int) -> str:
@@ -265,6 +329,6 @@ class ImageEngine:
                             "loaded_bytes": self.pipelines.used_bytes(),
                             "budget_bytes": self.pipelines.budget_bytes}
         checks["worker"] = {"status": "ok" if self.worker.alive else "error", "queue_depth": self.worker.depth(),
-                            "busy": self.worker.current is not None}
+                            "busy": bool(self.worker.current), "batches": self.worker.batches}
         healthy = all(c["status"] == "ok" for c in checks.values())
         return {"status": "healthy" if healthy else "degraded", "checks": checks}

@@ -1,8 +1,14 @@
-"""The in-process job worker: one task on the accelerator at a time, owners served in turn.
+"""The in-process job worker: one pipeline call on the accelerator at a time, owners served in turn,
+compatible requests run together as one batched call.
 
-Routes and the studio only see ``submit() -> Task`` and the task's future, so the
-worker can later be replaced by a client of a distributed engine with the same
-interface, without touching them.
+Routes and the studio only see ``submit() -> Task`` and the task's future, so the worker can
+later be replaced by a client of a distributed engine with the same interface, without
+touching them.
+
+Batching: when the worker picks a task that has a ``batch_key``, it also takes queued tasks with
+the same key (up to ``max_batch``). If the batch is not full and nothing else is waiting, it
+waits up to ``batch_window_s`` for companions; it never waits while an incompatible task is
+queued, so no request is delayed behind a window it cannot join.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,17 +27,21 @@ from engine.errors import JobCancelled, QueueFull
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
     id: str
     owner: str
-    run: Callable[[Task], Any]
+    run: Callable[[Task], Any] | None = None  # runs one task, returns its result
+    batch_key: Hashable | None = None  # tasks with equal keys may run together
+    run_batch: Callable[[list[Task]], None] | None = None  # runs several; sets each task's future itself
+    payload: Any = None  # what run_batch needs to know about this task
     future: Future = field(default_factory=Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     step: int = 0
     total: int = 0
     preview: bytes | None = None  # an intermediate image, where the pipeline gives one
     status: str = "queued"
+    batch_size: int = 1
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
 
@@ -44,17 +54,32 @@ class Task:
         self.step, self.total = step, total
         return not self.cancelled
 
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.future.done():
+            return
+        if error is None:
+            self.status = "succeeded"
+            self.future.set_result(result)
+        else:
+            self.status = "cancelled" if isinstance(error, JobCancelled) else "failed"
+            self.future.set_exception(error)
+
 
 class LocalWorker:
-    def __init__(self, max_queue: int = 1000, on_task_done: Callable[[Task], None] | None = None):
+    def __init__(self, max_queue: int = 1000, max_batch: int = 1, batch_window_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.max_queue = max_queue
+        self.max_batch = max(1, max_batch)
+        self.batch_window_s = max(0.0, batch_window_s)
+        self._clock = clock
         self._queues: OrderedDict[str, deque[Task]] = OrderedDict()  # owner -> tasks, round-robin order
         self._tasks: dict[str, Task] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.current: Task | None = None
+        self.current: list[Task] = []
         self.completed = 0
+        self.batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -72,8 +97,7 @@ class LocalWorker:
             self._cond.notify_all()
         for task in pending:
             task.cancel_event.set()
-            task.status = "cancelled"
-            task.future.set_exception(JobCancelled("the server is shutting down"))
+            task.finish(error=JobCancelled("the server is shutting down"))
         if self._thread:
             self._thread.join(timeout)
 
@@ -83,18 +107,21 @@ class LocalWorker:
 
     def depth(self) -> int:
         with self._cond:
-            return sum(len(q) for q in self._queues.values())
+            return self._depth()
+
+    def _depth(self) -> int:
+        return sum(len(q) for q in self._queues.values())
 
     # -- tasks -------------------------------------------------------------------------------
     def submit(self, task: Task) -> Task:
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
-            if sum(len(q) for q in self._queues.values()) >= self.max_queue:
+            if self._depth() >= self.max_queue:
                 raise QueueFull(f"the generation queue is full ({self.max_queue} jobs); try again shortly")
             self._queues.setdefault(task.owner, deque()).append(task)
             self._tasks[task.id] = task
-            self._cond.notify()
+            self._cond.notify_all()
         return task
 
     def get(self, task_id: str) -> Task | None:
@@ -112,45 +139,94 @@ class LocalWorker:
                 queue.remove(task)
                 if not queue:
                     del self._queues[task.owner]
-                task.status = "cancelled"
-                task.future.set_exception(JobCancelled("the job was cancelled"))
+                task.finish(error=JobCancelled("the job was cancelled"))
             return True
 
-    def _next(self) -> Task | None:
+    # -- choosing what runs next -------------------------------------------------------------
+    def _pop_next(self) -> Task:
+        owner, queue = next(iter(self._queues.items()))
+        task = queue.popleft()
+        # The owner goes to the back of the line: one busy caller can't starve the others.
+        del self._queues[owner]
+        if queue:
+            self._queues[owner] = queue
+        return task
+
+    def _take_compatible(self, key: Hashable, room: int) -> list[Task]:
+        """Up to ``room`` queued tasks with ``key``, one per owner per round, owners in turn."""
+        taken: list[Task] = []
+        while len(taken) < room:
+            took_any = False
+            for owner in list(self._queues):
+                queue = self._queues[owner]
+                match = next((t for t in queue if t.batch_key == key), None)
+                if match is None:
+                    continue
+                queue.remove(match)
+                if not queue:
+                    del self._queues[owner]
+                taken.append(match)
+                took_any = True
+                if len(taken) == room:
+                    break
+            if not took_any:
+                break
+        return taken
+
+    def _next_batch(self) -> list[Task]:
         with self._cond:
             while not self._queues and not self._stopping:
                 self._cond.wait()
             if self._stopping:
-                return None
-            owner, queue = next(iter(self._queues.items()))
-            task = queue.popleft()
-            # The owner goes to the back of the line: one busy caller can't starve the others.
-            del self._queues[owner]
-            if queue:
-                self._queues[owner] = queue
-            return task
+                return []
+            batch = [self._pop_next()]
+            key = batch[0].batch_key
+            if key is None or self.max_batch == 1 or batch[0].run_batch is None:
+                return batch
+            deadline = self._clock() + self.batch_window_s
+            while True:
+                batch += self._take_compatible(key, self.max_batch - len(batch))
+                if len(batch) >= self.max_batch or self._queues or self._stopping:
+                    break  # full, or others are waiting: don't hold them behind this window
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return batch
 
     def _loop(self) -> None:
         while True:
-            task = self._next()
-            if task is None:
+            batch = self._next_batch()
+            if not batch:
                 return
-            self.current = task
-            task.status, task.started_at = "running", time.monotonic()
+            self.current = batch
+            now = time.monotonic()
+            for task in batch:
+                task.status, task.started_at, task.batch_size = "running", now, len(batch)
             try:
-                result = task.run(task)
-            except BaseException as exc:  # the future carries it to the caller
-                task.status = "cancelled" if isinstance(exc, JobCancelled) else "failed"
-                if not isinstance(exc, JobCancelled):
-                    log.debug("task %s failed: %s", task.id, exc)
-                task.future.set_exception(exc)
-            else:
-                task.status = "succeeded"
-                task.future.set_result(result)
+                if len(batch) == 1 and batch[0].run is not None:
+                    task = batch[0]
+                    try:
+                        task.finish(result=task.run(task))
+                    except BaseException as exc:  # the future carries it to the caller
+                        task.finish(error=exc)
+                else:
+                    self._run_batch(batch)
             finally:
-                self.current = None
-                self.completed += 1
-                # Finished tasks stay findable for a while for progress polling; keep the map bounded.
+                self.current = []
+                self.completed += len(batch)
+                self.batches += 1
+                # Finished tasks stay findable for progress polling for a while; keep the map bounded.
                 if len(self._tasks) > 10_000:
-                    for key in [k for k, t in self._tasks.items() if t.future.done()][:5_000]:
-                        self._tasks.pop(key, None)
+                    for task_id in [k for k, t in self._tasks.items() if t.future.done()][:5_000]:
+                        self._tasks.pop(task_id, None)
+
+    @staticmethod
+    def _run_batch(batch: list[Task]) -> None:
+        try:
+            batch[0].run_batch(batch)
+        except BaseException as exc:
+            for task in batch:
+                task.finish(error=exc)
+        for task in batch:  # a runner that forgot a task must not leave its caller waiting forever
+            task.finish(error=RuntimeError("the batch runner gave no result for this task"))
