@@ -103,10 +103,22 @@ def authenticate_key(session: Session, full_key: str) -> tuple[User, ApiKey]:
     user = session.get(User, key.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("the account for this API key is disabled")
-    key.last_used_at = utcnow()
-    session.add(key)
-    session.commit()
+    now = utcnow()
+    # Written at most once a minute: a write per request would cost every call a database commit.
+    if key.last_used_at is None or (now - _aware(key.last_used_at)).total_seconds() > LAST_USED_RESOLUTION_S:
+        key.last_used_at = now
+        session.add(key)
+        session.commit()
     return user, key
+
+
+LAST_USED_RESOLUTION_S = 60
+
+
+def _aware(moment):
+    from datetime import UTC
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def list_api_keys(session: Session, user_id: str | None = None) -> list[ApiKey]:

@@ -164,7 +164,8 @@ def encode_png(image: Image.Image, params: ResolvedParams, extra: dict | None = 
             info.add_text(key, str(value))
     info.add_text("imagestudio", json.dumps(meta, sort_keys=True))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
+    # Level 3 of 9: about twice as fast as the default for a few percent more bytes.
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=3)
     return buffer.getvalue()
 
 

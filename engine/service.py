@@ -263,11 +263,30 @@ class ImageEngine:
     def _complete(self, task: Task, job: GenerationJob, png: bytes, started: float) -> GenerationResult:
         """Store the image and its record, mark the job done; returns the task's result."""
         duration_ms = int((time.perf_counter() - started) * 1000)
-        image_id = self._record_image(job.user, task.id, job.params, png, job.store, job.kind, duration_ms)
+        image_id, now = new_id("img"), utcnow()
         result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
                                   duration_ms=duration_ms, kind=job.kind)
-        self._update_job(task.id, status=JobStatus.SUCCEEDED, image_id=image_id, finished_at=utcnow(),
-                         result=job_result(result))
+        relative = self.store.save(image_id, png, now.strftime("%Y/%m")) if job.store else None
+        p = job.params
+        record = ImageRecord(
+            id=image_id, user_id=job.user.id, workspace_id=job.user.workspace_id, job_id=task.id, model=p.model,
+            prompt=p.prompt, negative_prompt=p.negative_prompt, width=p.width, height=p.height, steps=p.steps,
+            guidance_scale=p.guidance_scale, seed=p.seed, kind=job.kind, file_path=relative, bytes=len(png),
+            duration_ms=duration_ms, created_at=now,
+        )
+        try:
+            # The record and the job's success in one transaction: both or neither.
+            with session_scope(self.db) as session:
+                session.add(record)
+                row = session.get(Job, task.id)
+                row.status, row.image_id, row.finished_at, row.result = (JobStatus.SUCCEEDED, image_id, now,
+                                                                         job_result(result))
+                session.add(row)
+                session.commit()
+        except BaseException:
+            if relative:  # no file without a record pointing at it
+                self.store.delete(relative)
+            raise
         return result
 
     def _failed(self, task: Task, exc: BaseException) -> EngineError:
@@ -281,27 +300,6 @@ class ImageEngine:
         log.error("job %s failed", task.id, exc_info=exc)
         self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
         return GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500])
-
-    def _record_image(self, user: User, job_id: str, params: ResolvedParams, png: bytes, store: bool, kind: str,
-                      duration_ms: int) -> str:
-        image_id = new_id("img")
-        now = utcnow()
-        relative = self.store.save(image_id, png, now.strftime("%Y/%m")) if store else None
-        record = ImageRecord(
-            id=image_id, user_id=user.id, workspace_id=user.workspace_id, job_id=job_id, model=params.model,
-            prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width, height=params.height,
-            steps=params.steps, guidance_scale=params.guidance_scale, seed=params.seed, kind=kind,
-            file_path=relative, bytes=len(png), duration_ms=duration_ms, created_at=now,
-        )
-        try:
-            with session_scope(self.db) as session:
-                session.add(record)
-                session.commit()
-        except Exception:
-            if relative:  # no file without a record pointing at it
-                self.store.delete(relative)
-            raise
-        return image_id
 
     def _update_job(self, job_id: str, **changes) -> None:
         with session_scope(self.db) as session:

@@ -90,7 +90,7 @@ def build_tiny_sd():
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_clip_text_config())
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
     )
     return StableDiffusionPipeline(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(),

@@ -6,9 +6,10 @@ later be replaced by a client of a distributed engine with the same interface, w
 touching them.
 
 Batching: when the worker picks a task that has a ``batch_key``, it also takes queued tasks with
-the same key (up to ``max_batch``). If the batch is not full and nothing else is waiting, it
-waits up to ``batch_window_s`` for companions; it never waits while an incompatible task is
-queued, so no request is delayed behind a window it cannot join.
+the same key (up to ``max_batch``). If the batch is not full, nothing else is waiting and the
+previous call was a batch (callers are arriving together), it waits up to ``batch_window_s`` for
+companions. It never waits while an incompatible task is queued, so no request is delayed behind
+a window it cannot join, and a lone caller sending one request at a time never waits at all.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class LocalWorker:
         self.current: list[Task] = []
         self.completed = 0
         self.batches = 0
+        self.last_batch_size = 0  # the window opens only after a batched call: there is concurrency
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,7 +185,8 @@ class LocalWorker:
             key = batch[0].batch_key
             if key is None or self.max_batch == 1 or batch[0].run_batch is None:
                 return batch
-            deadline = self._clock() + self.batch_window_s
+            window = self.batch_window_s if self.last_batch_size > 1 else 0.0
+            deadline = self._clock() + window
             while True:
                 batch += self._take_compatible(key, self.max_batch - len(batch))
                 if len(batch) >= self.max_batch or self._queues or self._stopping:
@@ -200,6 +203,7 @@ class LocalWorker:
             if not batch:
                 return
             self.current = batch
+            self.last_batch_size = len(batch)
             now = time.monotonic()
             for task in batch:
                 task.status, task.started_at, task.batch_size = "running", now, len(batch)

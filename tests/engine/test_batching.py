@@ -45,9 +45,24 @@ def batch_task(task_id: str, key, owner: str = "a") -> Task:
     return Task(id=task_id, owner=owner, batch_key=key, run_batch=lambda tasks: None)
 
 
+def concurrent_worker(clock: FakeClock, **kwargs) -> LocalWorker:
+    """A worker whose last call was a batch, so its window is open."""
+    worker = LocalWorker(clock=clock, **kwargs)
+    worker.last_batch_size = 2
+    return worker
+
+
+def test_a_lone_caller_never_waits():
+    clock = FakeClock()
+    worker = LocalWorker(max_batch=4, batch_window_s=0.02, clock=clock)  # last call was not a batch
+    worker.submit(batch_task("lone", "k"))
+    fake_waiting(worker, clock)
+    assert [t.id for t in worker._next_batch()] == ["lone"] and clock.waits == []
+
+
 def test_a_lone_request_waits_at_most_the_window():
     clock = FakeClock()
-    worker = LocalWorker(max_batch=4, batch_window_s=0.02, clock=clock)
+    worker = concurrent_worker(clock, max_batch=4, batch_window_s=0.02)
     worker.submit(batch_task("lone", "k"))
     fake_waiting(worker, clock)
     batch = worker._next_batch()
@@ -57,7 +72,7 @@ def test_a_lone_request_waits_at_most_the_window():
 
 def test_companions_arriving_within_the_window_join():
     clock = FakeClock()
-    worker = LocalWorker(max_batch=3, batch_window_s=0.05, clock=clock)
+    worker = concurrent_worker(clock, max_batch=3, batch_window_s=0.05)
     worker.submit(batch_task("first", "k", owner="a"))
     arrivals = iter([batch_task("second", "k", owner="b"), batch_task("third", "k", owner="c")])
     fake_waiting(worker, clock, on_wait=lambda: worker._queues.setdefault(
@@ -69,7 +84,7 @@ def test_companions_arriving_within_the_window_join():
 
 def test_incompatible_requests_are_never_held_behind_a_window():
     clock = FakeClock()
-    worker = LocalWorker(max_batch=4, batch_window_s=10.0, clock=clock)
+    worker = concurrent_worker(clock, max_batch=4, batch_window_s=10.0)
     worker.submit(batch_task("a1", "key-a"))
     worker.submit(batch_task("b1", "key-b", owner="b"))
     fake_waiting(worker, clock)

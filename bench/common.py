@@ -1,0 +1,164 @@
+"""Shared pieces of the benchmarks: a real server in a subprocess, a bench account, stats and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def device_name() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bench_settings(data_dir: Path, models_dir: Path, **overrides):
+    from engine.config import Settings
+
+    return Settings(_env_file=None, data_dir=data_dir, models_path=models_dir, default_model="tiny-sd",
+                    studio_enabled=False, allow_downloads=False, secret_key="bench", **overrides)
+
+
+def prepare_data_dir(data_dir: Path, models_dir: Path) -> str:
+    """A bench account on an unlimited plan (storage off, like the Free plan); returns its API key."""
+    from engine.accounts import create_api_key, create_user
+    from engine.db import session_scope
+    from engine.models import Plan
+    from engine.service import ImageEngine
+    from engine.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model
+
+    for slug in TINY_MODEL_SLUGS:
+        ensure_tiny_model(slug, models_dir)
+    engine = ImageEngine(bench_settings(data_dir, models_dir))
+    big = 10**9
+    with session_scope(engine.db) as session:
+        session.merge(Plan(slug="bench", name="Bench", requests_per_minute=big, requests_per_day=big,
+                           requests_per_month=big, max_concurrent_jobs=10_000, max_batch_size=100,
+                           monthly_credits=big))
+        session.commit()
+        user = create_user(session, "bench@localhost", plan_slug="bench")
+        _, key = create_api_key(session, user, "bench")
+    return key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(data_dir: Path, models_dir: Path, extra_env: dict | None = None, timeout: float = 120):
+    """`imagestudio serve` in a subprocess on a free loopback port; yields (base_url, process, seconds_to_ready)."""
+    port = free_port()
+    env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(data_dir), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
+                        "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd", "IMAGESTUDIO_STUDIO_ENABLED": "false",
+                        "IMAGESTUDIO_ALLOW_DOWNLOADS": "false", "IMAGESTUDIO_SECRET_KEY": "bench",
+                        "HF_HUB_OFFLINE": "1"} | (extra_env or {})
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level",
+                             "warning"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + proc.stderr.read().decode())
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.05)
+        yield base, proc, time.perf_counter() - started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def temp_dirs():
+    with tempfile.TemporaryDirectory(prefix="imagestudio-bench-") as tmp:
+        yield Path(tmp) / "data", Path(tmp) / "models"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def summary(latencies_s: list[float]) -> dict:
+    return {"p50_ms": round(percentile(latencies_s, 50) * 1000, 1), "p95_ms": round(percentile(latencies_s, 95) * 1000, 1),
+            "p99_ms": round(percentile(latencies_s, 99) * 1000, 1),
+            "mean_ms": round(statistics.fmean(latencies_s) * 1000, 1) if latencies_s else None}
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print(" | ".join(c.ljust(widths[c]) for c in columns))
+    print("-|-".join("-" * widths[c] for c in columns))
+    for row in rows:
+        print(" | ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{name}-{device_name()}-{stamp}.json"
+    payload = {"benchmark": name, "when": stamp, "machine": machine()} | payload
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return path
+
+
+def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
+    """The bare diffusers pipeline the server uses, loaded the same way, for side-by-side timings."""
+    import diffusers
+
+    from engine.device import resolve_device, resolve_dtype
+    from engine.tiny_models import ensure_tiny_model
+
+    device = device or resolve_device("auto")
+    path = ensure_tiny_model(slug, models_dir)
+    pipe = diffusers.DiffusionPipeline.from_pretrained(path, dtype=resolve_dtype(device), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def bare_kwargs(prompt: str, width: int, height: int, steps: int, seed: int, guidance: float) -> dict:
+    import torch
+
+    return {"prompt": prompt, "width": width, "height": height, "num_inference_steps": steps,
+            "guidance_scale": guidance, "generator": torch.Generator("cpu").manual_seed(seed)}
