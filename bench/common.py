@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("IMAGESTUDIO_BENCH_RESULTS", ROOT / "bench" / "results"))
 
 
 def machine() -> dict:
@@ -139,7 +139,7 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}-{device_name()}-{stamp}.json"
     payload = {"benchmark": name, "when": stamp, "machine": machine()} | payload
     path.write_text(json.dumps(payload, indent=2))
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    print(f"\nwrote {path}")
     return path
 
 

@@ -326,6 +326,10 @@ class ImageEngine:
                             "loaded_models": [p.spec.slug for p in self.pipelines.loaded()],
                             "loaded_bytes": self.pipelines.used_bytes(),
                             "budget_bytes": self.pipelines.budget_bytes}
+        if self.device == "cuda":
+            checks["device"] |= {"gpu": torch.cuda.get_device_name(0),
+                                 "gpu_allocated_bytes": torch.cuda.memory_allocated(),
+                                 "gpu_reserved_bytes": torch.cuda.memory_reserved()}
         checks["worker"] = {"status": "ok" if self.worker.alive else "error", "queue_depth": self.worker.depth(),
                             "busy": bool(self.worker.current), "batches": self.worker.batches}
         healthy = all(c["status"] == "ok" for c in checks.values())

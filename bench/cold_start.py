@@ -1,0 +1,50 @@
+"""Cold start: server start to ready (no model loaded), then the first image; model load time in the
+server against a bare `from_pretrained`.
+
+    python -m bench.cold_start --model tiny-sdxl
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import httpx
+
+from bench.common import bare_pipeline, prepare_data_dir, print_table, running_server, temp_dirs, write_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny-sd")
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+
+    with temp_dirs() as (data_dir, models_dir):
+        key = prepare_data_dir(data_dir, models_dir)
+        started = time.perf_counter()
+        bare_pipeline(models_dir, args.model)
+        bare_load = time.perf_counter() - started
+
+        with running_server(data_dir, models_dir) as (base, _proc, ready_s):
+            headers = {"Authorization": f"Bearer {key}"}
+            body = {"prompt": "first light", "model": args.model, "width": args.size, "height": args.size}
+            started = time.perf_counter()
+            httpx.post(f"{base}/api/v1/generate", json=body, headers=headers, timeout=600).raise_for_status()
+            first_image = time.perf_counter() - started
+            started = time.perf_counter()
+            httpx.post(f"{base}/api/v1/generate", json=body, headers=headers, timeout=600).raise_for_status()
+            warm_image = time.perf_counter() - started
+
+    rows = [{"step": "server start → ready (no model loaded)", "seconds": round(ready_s, 2)},
+            {"step": f"first image ({args.model}, includes its load)", "seconds": round(first_image, 3)},
+            {"step": "second image (model warm)", "seconds": round(warm_image, 3)},
+            {"step": "model load inside the server (first − second)", "seconds": round(first_image - warm_image, 3)},
+            {"step": "bare from_pretrained + .to(device)", "seconds": round(bare_load, 3)}]
+    print(f"\nCold start: {args.model}\n")
+    print_table(rows, ["step", "seconds"])
+    write_result("cold_start", {"args": vars(args), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

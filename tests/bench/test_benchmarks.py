@@ -1,0 +1,33 @@
+"""The benchmark code itself keeps working (no timings asserted: those live in docs/benchmarks.md)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.fullsize import build, parameter_counts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("arch,expected", [
+    ("sdxl", {"unet": 2.567e9, "text_encoder": 0.123e9, "text_encoder_2": 0.695e9, "vae": 0.0838e9}),
+    ("flux-schnell", {"transformer": 11.90e9, "text_encoder": 0.123e9, "text_encoder_2": 4.76e9, "vae": 0.0838e9}),
+])
+def test_full_size_architectures_match_the_published_models(arch, expected):
+    counts = parameter_counts(build(arch, "meta"))  # no memory: the meta device holds shapes only
+    for component, params in expected.items():
+        assert counts[component] == pytest.approx(params, rel=0.01), component
+
+
+def test_overhead_benchmark_runs(tmp_path):
+    env = os.environ | {"IMAGESTUDIO_BENCH_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "bench.overhead", "--images", "2", "--size", "256",
+                             "--steps", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ratio server/bare" in result.stdout
+    report = json.loads(next(tmp_path.glob("overhead-*.json")).read_text())
+    assert report["ratio"] > 0 and len(report["rows"]) == 2
