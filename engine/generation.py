@@ -107,10 +107,35 @@ def check_inputs(params: GenerationParams, spec: ModelSpec) -> ResolvedParams:
 
 
 StepCallback = Callable[[int, int], bool]  # (step done, total) -> keep going?
+LatentsCallback = Callable[[int, torch.Tensor], None]  # (step done, latents of the whole batch)
+
+# Linear maps from 4-channel SD/SDXL latents to RGB: a preview for free, without running the VAE.
+_LATENT_RGB = {
+    "sd": (((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473)),
+           (0.0, 0.0, 0.0)),
+    "sdxl": (((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
+              (-0.3165, -0.2492, -0.2188)), (0.1084, -0.0175, -0.0011)),
+}
+
+
+def supports_preview(spec: ModelSpec) -> bool:
+    return spec.family in _LATENT_RGB
+
+
+def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
+    """A small JPEG of one image's latents (shape 4×h×w), approximated without the VAE."""
+    factors, bias = _LATENT_RGB[spec.family]
+    weights = torch.tensor(factors, dtype=torch.float32)
+    rgb = torch.einsum("chw,cr->hwr", latents.detach().float().cpu(), weights) + torch.tensor(bias)
+    pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
 
 
 def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
-                 init_images: list[Image.Image] | None = None, strength: float = 0.6) -> list[Image.Image]:
+                 init_images: list[Image.Image] | None = None, strength: float = 0.6,
+                 on_latents: LatentsCallback | None = None) -> list[Image.Image]:
     """One pipeline call for one or more compatible requests, each with its own seed.
 
     Noise comes from CPU generators, so a seed gives the same picture on any device.
@@ -136,11 +161,13 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
         kwargs["negative_prompt"] = [p.negative_prompt or "" for p in batch]
     if spec.max_sequence_length and "max_sequence_length" in _call_parameters(pipe):
         kwargs["max_sequence_length"] = spec.max_sequence_length
-    if on_step is not None:
+    if on_step is not None or on_latents is not None:
         total = first.steps
 
         def callback(pipeline, step, _timestep, callback_kwargs):
-            if not on_step(step + 1, total):
+            if on_latents is not None and "latents" in callback_kwargs:
+                on_latents(step + 1, callback_kwargs["latents"])
+            if on_step is not None and not on_step(step + 1, total):
                 pipeline._interrupt = True
             return callback_kwargs
 

@@ -19,7 +19,8 @@ from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.errors import EngineError, GenerationFailed, JobCancelled
-from engine.generation import GenerationParams, ResolvedParams, check_inputs, encode_png, run_pipeline
+from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
+                               run_pipeline, supports_preview)
 from engine.gallery import Gallery
 from engine.metering import Meter
 from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
@@ -223,7 +224,14 @@ class ImageEngine:
 
         try:
             loaded = self.pipelines.get(params[0].model)
-            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step)
+            on_latents = None
+            if supports_preview(loaded.spec):
+                def on_latents(_step: int, latents) -> None:
+                    # Latents of classifier-free guidance come doubled only inside the UNet; here one per image.
+                    for task, one in zip(live, latents, strict=False):
+                        task.preview = latent_preview(one, loaded.spec)
+
+            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
         except BaseException as exc:
             for task in live:
                 task.finish(error=self._failed(task, exc))

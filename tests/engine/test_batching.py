@@ -173,3 +173,13 @@ def test_defaults_batch_per_device(settings):
     engine = ImageEngine(settings.model_copy(update={"max_batch": 0}))
     assert engine.worker.max_batch == 4 and 0 < engine.worker.batch_window_s <= 0.05
     assert isinstance(settings, Settings)
+
+
+def test_progress_and_previews_reach_the_task(engine):
+    user, _ = make_user(engine, "p@example.com")
+    task = engine.submit_generation(user, GenerationParams(prompt="x", model="tiny-sd", width=256, height=256,
+                                                           steps=3, seed=1), store=False)
+    task.future.result(30)
+    assert (task.step, task.total) == (3, 3)
+    preview = Image.open(io.BytesIO(task.preview))
+    assert preview.format == "JPEG" and preview.size == (32, 32)  # one pixel per latent
