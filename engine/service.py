@@ -157,6 +157,15 @@ class ImageEngine:
             self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
 
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a queued job at once (recorded as cancelled) or a running one at its next step."""
+        if not self.worker.cancel(job_id):
+            return False
+        task = self.worker.get(job_id)
+        if task is not None and task.future.done():  # it never started: nobody else will record it
+            self._update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled", finished_at=utcnow())
+        return True
+
     def generate(self, user: User, params: GenerationParams, **kwargs) -> GenerationResult:
         """Blocking convenience for the CLI and tests."""
         return self.submit_generation(user, params, **kwargs).future.result()

@@ -137,12 +137,14 @@ class LocalWorker:
                 return False
             task.cancel_event.set()
             queue = self._queues.get(task.owner)
-            if queue is not None and task in queue:
+            was_queued = queue is not None and task in queue
+            if was_queued:
                 queue.remove(task)
                 if not queue:
                     del self._queues[task.owner]
-                task.finish(error=JobCancelled("the job was cancelled"))
-            return True
+        if was_queued:  # outside the lock: the future's callbacks may take their time
+            task.finish(error=JobCancelled("the job was cancelled"))
+        return True
 
     # -- choosing what runs next -------------------------------------------------------------
     def _pop_next(self) -> Task:

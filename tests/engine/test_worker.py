@@ -65,3 +65,24 @@ def test_queue_is_bounded():
     with pytest.raises(QueueFull):
         worker.submit(Task(id="3", owner="c", run=lambda t: None))
     worker.stop()
+
+
+def test_cancelled_job_is_recorded_and_its_callbacks_run_outside_the_lock(engine):
+    from engine.db import session_scope
+    from engine.generation import GenerationParams
+    from engine.models import Job
+    from tests.conftest import make_user
+
+    user, _ = make_user(engine, "q@example.com")
+    gate = threading.Event()
+    engine.worker.submit(Task(id="gate", owner="gate", run=lambda t: gate.wait(10)))
+    task = engine.submit_generation(user, GenerationParams(prompt="x", model="tiny-sd", width=256, height=256))
+    seen = []
+    # A callback that needs the worker (as refunds and polling do) must not deadlock.
+    task.future.add_done_callback(lambda f: seen.append(engine.worker.depth()))
+    assert engine.cancel_job(task.id)
+    gate.set()
+    assert seen == [0]
+    with session_scope(engine.db) as session:
+        assert session.get(Job, task.id).status == "cancelled"
+    assert not engine.cancel_job(task.id)
