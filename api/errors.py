@@ -37,6 +37,7 @@ STATUS_BY_ERROR: dict[type[engine_errors.EngineError], int] = {
     engine_errors.GenerationFailed: 500,
     engine_errors.ModelUnavailable: 503,
     engine_errors.QueueFull: 503,
+    engine_errors.DatabaseBusy: 503,
     StorageError: 507,
     engine_errors.StorageFull: 507,
 }
@@ -87,6 +88,8 @@ async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JS
         headers["Retry-After"] = str(exc.retry_after)
         headers.update(exc.headers)
         extra = {"retry_after": exc.retry_after, "limit": exc.limit}
+    if isinstance(exc, engine_errors.DatabaseBusy):
+        headers["Retry-After"] = "1"  # locks are held for milliseconds: worth retrying at once
     if status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
     return error_response(status, exc.code, exc.message, headers=headers or None, field=exc.field, **extra)
@@ -107,7 +110,13 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                429: "rate_limited"}
 
 
+# FastAPI's words for a body it could not decode (e.g. not UTF-8): the same error as malformed JSON.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
@@ -136,43 +145,57 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
+        # Set when the body goes over the limit. The app may catch the error it gets from ``receive`` (FastAPI
+        # turns it into a 400 "error parsing the body"), so from then on its answer is dropped for the 413.
+        cut_off = False
 
-        async def send_with_id(message):
+        async def send_raw(message):
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = list(message.get("headers", [])) + [(b"x-request-id", request_id.encode())]
             await send(message)
 
+        async def send_with_id(message):
+            if not cut_off:
+                await send_raw(message)
+
         async def send_json(status: int, body: dict, headers: list | None = None):
             payload = json.dumps(body).encode()
-            await send_with_id({"type": "http.response.start", "status": status, "headers": [
+            await send_raw({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                 *(headers or [])]})
-            await send({"type": "http.response.body", "body": payload})
+            await send_raw({"type": "http.response.body", "body": payload})
+
+        async def too_large():
+            if not started:
+                await send_json(413, error_body("payload_too_large",
+                                                f"request body exceeds {self.max_body_bytes} bytes"))
 
         try:
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                return await send_json(413, error_body(
-                    "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes"))
+                return await too_large()
             received = 0
 
             async def limited_receive():
-                nonlocal received
+                nonlocal received, cut_off
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body_bytes:
+                        cut_off = True
                         raise _BodyTooLarge()
                 return message
 
             await self.app(scope, limited_receive, send_with_id)
+            if cut_off:
+                await too_large()
         except _BodyTooLarge:
-            if not started:
-                await send_json(413, error_body("payload_too_large",
-                                                f"request body exceeds {self.max_body_bytes} bytes"))
+            await too_large()
         except Exception:
+            if cut_off:
+                return await too_large()
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
                 await send_json(500, error_body("internal_error", "an internal error occurred"))

@@ -14,12 +14,35 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from api.errors import current_request_id
+from api.schemas import ErrorEnvelope
 from engine.db import session_scope
 from engine.errors import Conflict, InvalidRequest
 from engine.gallery import signed_image_path
 from engine.metering import Admission
 from engine.models import IdempotencyRecord, User
 from engine.service import GenerationResult, ImageEngine
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid JSON, or a value the server refuses (see `error.field`)",
+    401: "Missing, invalid, expired or revoked API key or session token",
+    402: "Not enough credits for this request",
+    403: "The account is suspended or has no plan",
+    404: "Not found (another user's objects are indistinguishable from missing ones)",
+    409: "The Idempotency-Key was used for another request, or that request is still running",
+    413: "The request body or an input image is too large",
+    415: "The input image's format is not supported (PNG, JPEG and WEBP are)",
+    422: "A field has the wrong type or is out of range",
+    429: "A rate, quota or concurrency limit was reached: retry after `Retry-After` seconds",
+    500: "An internal error, or the generation failed",
+    503: "The model is unavailable, the queue is full, or the database is busy: retry shortly",
+    507: "The image could not be written to storage",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for error statuses: each is the error envelope."""
+    return {status: {"model": ErrorEnvelope, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
 
 
 def ok(data, status: int = 200, headers: dict | None = None) -> JSONResponse:

@@ -65,13 +65,15 @@ class Settings(BaseSettings):
         """The configured secret, or one generated once and kept in the data dir."""
         if self.secret_key:
             return self.secret_key
+        import os
         import secrets
 
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_urlsafe(48))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            tmp = path.with_name(f".secret_key.{secrets.token_hex(4)}.tmp")
+            # Created 0600 (not chmod-ed afterwards): readable by no one else, not even for a moment.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            os.replace(tmp, path)
         return path.read_text().strip()

@@ -81,3 +81,9 @@ class StorageFull(EngineError):
 
 class Conflict(EngineError):
     code = "conflict"
+
+
+class DatabaseBusy(EngineError):
+    """Another writer held the database lock for longer than the busy timeout."""
+
+    code = "database_busy"

@@ -28,6 +28,7 @@ __all__ = [
     "InputLimits",
     "SafeFetcher",
     "decode_image_bytes",
+    "is_never_fetchable",
     "is_public_address",
     "parse_image_input",
 ]
@@ -212,6 +213,41 @@ def _is_public_v4(addr: ipaddress.IPv4Address) -> bool:
                                    or addr.is_link_local or addr.is_private or addr.is_unspecified)
 
 
+def _translated_v4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address is only a different spelling of (::ffff:a.b.c.d, 64:ff9b::a.b.c.d)."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr in _NAT64_PREFIX:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
+
+
+def _tunnelled_v4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4, Teredo or IPv4-compatible (::a.b.c.d, also :: and ::1) address leads to."""
+    if int(addr) >> 32 == 0:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
+
+
+# Cloud metadata services outside the link-local ranges (AWS over IPv6, Alibaba Cloud).
+_METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+
+
+def is_never_fetchable(ip: str) -> bool:
+    """True for addresses refused even where private hosts are allowed: link-local ones (169.254.169.254, the
+    metadata service of most clouds, and fe80::/10), other cloud metadata addresses, multicast and unspecified
+    addresses, in any spelling."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return True
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [addr]
+    if isinstance(addr, ipaddress.IPv6Address):
+        candidates += [v4 for v4 in (_translated_v4(addr), _tunnelled_v4(addr)) if v4 is not None]
+    return any(a in _METADATA_ADDRESSES or a.is_link_local or a.is_multicast or a.is_unspecified
+               for a in candidates)
+
+
 def is_public_address(ip: str) -> bool:
     """True only for globally routable unicast addresses, also looking inside IPv6 forms that embed an IPv4."""
     try:
@@ -222,14 +258,10 @@ def is_public_address(ip: str) -> bool:
         return _is_public_v4(addr)
 
     # IPv6 forms that carry an IPv4 address: the embedded address must be public too.
-    translated = addr.ipv4_mapped  # ::ffff:a.b.c.d
-    if translated is None and addr in _NAT64_PREFIX:  # 64:ff9b::a.b.c.d
-        translated = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    translated = _translated_v4(addr)
     if translated is not None:
         return _is_public_v4(translated)  # only a different spelling of the IPv4 address
-    tunnelled = addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
-    if int(addr) >> 32 == 0:  # IPv4-compatible ::a.b.c.d (also :: and ::1)
-        tunnelled = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    tunnelled = _tunnelled_v4(addr)
     if tunnelled is not None and not _is_public_v4(tunnelled):
         return False
 
@@ -334,6 +366,8 @@ class SafeFetcher:
             raise InvalidRequest(f"could not fetch {field}: the host name could not be resolved", field=field)
         # ALL addresses must pass: otherwise an attacker's DNS could list one public and one private address.
         if check and not all(is_public_address(address) for address in addresses):
+            raise self._refused(field)
+        if any(is_never_fetchable(address) for address in addresses):  # metadata services: not even on intranets
             raise self._refused(field)
         return addresses[0].split("%", 1)[0]
 

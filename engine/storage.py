@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from engine.errors import EngineError
@@ -29,7 +31,8 @@ class ImageStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the cleanup may fail for the same reason (not a folder...)
+                tmp.unlink(missing_ok=True)
             raise StorageError(f"could not write the image to storage: {exc.strerror or exc}") from exc
         return relative
 
@@ -46,7 +49,9 @@ class ImageStore:
         self.path(relative).unlink(missing_ok=True)
 
     def writable(self) -> bool:
-        probe = self.root / ".probe"
+        # A name of its own per check: concurrent health checks sharing one probe file deleted each other's
+        # and reported a failing store. ``.tmp``, so a probe left by a crash is cleaned up at the next start.
+        probe = self.root / f".probe-{secrets.token_hex(6)}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe.write_bytes(b"ok")

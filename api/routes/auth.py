@@ -4,7 +4,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from api.responses import ok
+from api.responses import error_responses, ok
+from api.schemas import Envelope
 from engine.accounts import authenticate_password, create_access_token
 from engine.errors import Unauthenticated
 
@@ -16,7 +17,25 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/login")
+class SessionUser(BaseModel):
+    id: str
+    email: str
+    is_admin: bool
+
+
+class LoginData(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int = Field(description="Seconds until the token expires")
+    user: SessionUser
+
+
+class MeData(SessionUser):
+    name: str
+    workspace_id: str
+
+
+@router.post("/login", response_model=Envelope[LoginData], responses=error_responses(400, 401, 413, 429))
 def login(body: LoginRequest, request: Request, engine: EngineDep, session: SessionDep):
     """Returns `access_token` (send as `Authorization: Bearer …`), `token_type` and `expires_in` seconds."""
     keys = (f"email:{body.email.strip().lower()}", f"ip:{request.client.host if request.client else '?'}")
@@ -33,7 +52,7 @@ def login(body: LoginRequest, request: Request, engine: EngineDep, session: Sess
                "user": {"id": user.id, "email": user.email, "is_admin": user.is_admin}})
 
 
-@router.get("/me")
+@router.get("/me", response_model=Envelope[MeData], responses=error_responses(401))
 def me(user: CurrentUser):
     return ok({"id": user.id, "email": user.email, "name": user.name, "is_admin": user.is_admin,
                "workspace_id": user.workspace_id})

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
-from api.responses import idempotent, image_payload, metered, ok
-from api.schemas import BatchData, Envelope, ErrorEnvelope, GenerateRequest, ImageData, JobAccepted
+from api.responses import error_responses, idempotent, image_payload, metered, ok
+from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.errors import EngineError, InvalidRequest
 from engine.generation import GenerationParams, ResolvedParams
 from engine.metering import Admission
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/generate", tags=["generate"])
 
-ERROR_STATUSES = (400, 401, 402, 403, 409, 413, 422, 429, 500, 503)
+ERROR_STATUSES = (400, 401, 402, 403, 409, 413, 422, 429, 500, 503, 507)
 RESPONSES = {202: {"model": Envelope[JobAccepted], "description": "Accepted (async mode): poll the job"},
-             **{status: {"model": ErrorEnvelope} for status in ERROR_STATUSES}}
+             **error_responses(*ERROR_STATUSES)}
 
 
 def wants_async(request: Request, body: GenerateRequest) -> bool:
@@ -69,7 +69,10 @@ def _resolve(engine: ImageEngine, params: GenerationParams, variant: Variant | N
 
 async def _single(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
                   variant: Variant | None):
-    params = GenerationParams(**body.model_dump(exclude={"items", "run_async"}))
+    try:
+        params = GenerationParams(**body.model_dump(exclude={"items", "run_async"}))
+    except ValidationError as exc:  # e.g. a prompt of spaces: fine for GenerateRequest, empty once stripped
+        raise RequestValidationError(exc.errors()) from exc
     resolved, cost = _resolve(engine, params, variant)
     storage = engine.storage_for(account.user)
     kind = variant.name if variant else "generate"

@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import idempotent, image_payload, metered, ok
+from api.responses import error_responses, idempotent, image_payload, metered, ok
 from api.routes.generate import RESPONSES, _settle_job
-from api.routes.prompt import enhanced_payload
-from api.schemas import JobAccepted
+from api.routes.prompt import EnhancedPrompt, enhanced_payload
+from api.schemas import Envelope, ImageData, JobAccepted
 from engine.generation import ASPECT_RATIOS, GenerationParams, size_for_aspect, size_like
 from engine.inputs import InputLimits, parse_image_input
 from engine.metering import Admission
@@ -49,11 +49,21 @@ class ImageStudioRequest(GenerationParams):
     model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True}
 
 
+class StudioImage(ImageData):
+    action: Literal["generate", "edit", "remove_background"]
+
+
+class StudioPrompt(EnhancedPrompt):
+    action: Literal["enhance_prompt"]
+    credits_used: int = 0
+
+
 def wants_background_removal(body: ImageStudioRequest) -> bool:
     return body.action == "remove_background" or bool(body.prompt and REMOVE_BACKGROUND_INTENT.search(body.prompt))
 
 
-@router.post("/image-studio", responses=RESPONSES)
+@router.post("/image-studio", response_model=Envelope[StudioImage] | Envelope[StudioPrompt],
+             responses=RESPONSES | error_responses(415))
 async def image_studio(request: Request, body: ImageStudioRequest, account: AccountDep, engine: EngineDep):
     """`action`: `generate` (default), `enhance_prompt`, `edit` or `remove_background`; an `input_image` with a
     background-removal intent is routed to background removal automatically."""

@@ -1,13 +1,16 @@
 """Stored images: list, read (owner or signed link), metadata, delete."""
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
 
 from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
-from api.responses import ok
+from api.responses import error_responses, ok
+from api.schemas import Envelope
 from engine.errors import NotFound, Unauthenticated
 from engine.gallery import valid_signature
 from engine.generation import read_png_metadata
@@ -16,23 +19,59 @@ from engine.models import ImageRecord
 router = APIRouter(prefix="/images", tags=["images"])
 
 
+class StoredImage(BaseModel):
+    id: str
+    job_id: str | None
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    kind: str
+    bytes: int
+    duration_ms: int
+    created_at: datetime
+    url: str
+
+
+class ImageList(BaseModel):
+    images: list[StoredImage]
+    total: int
+    limit: int
+    offset: int
+
+
+class ImageInfo(StoredImage):
+    metadata: dict[str, Any]
+
+
+class DeletedImage(BaseModel):
+    id: str
+    deleted: bool
+
+
 def record_public(record: ImageRecord) -> dict:
     data = record.model_dump(exclude={"file_path", "user_id", "workspace_id"})
     data["url"] = f"/api/v1/images/{record.id}"
     return data
 
 
-@router.get("")
+@router.get("", response_model=Envelope[ImageList], responses=error_responses(401))
 def list_images(user: CurrentUser, engine: EngineDep, q: Annotated[str | None, Query(max_length=200)] = None,
                 model: Annotated[str | None, Query(max_length=64)] = None,
-                limit: Annotated[int, Query(ge=1, le=100)] = 24, offset: Annotated[int, Query(ge=0)] = 0):
+                limit: Annotated[int, Query(ge=1, le=100)] = 24,
+                # Bounded: SQLite integers are 64-bit, a larger offset was an OverflowError (500).
+                offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0):
     """Your stored images, newest first; filter by prompt text (`q`) and `model`."""
     rows, total = engine.gallery.list(user.id, query=q, model=model, limit=limit, offset=offset)
     return ok({"images": [record_public(r) for r in rows], "total": total, "limit": limit, "offset": offset})
 
 
 @router.get("/{image_id}", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "The PNG"}})
+            responses={200: {"content": {"image/png": {}}, "description": "The PNG"}, **error_responses(401, 404)})
 def get_image(image_id: str, request: Request, engine: EngineDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
               expires: int | None = None, signature: str | None = None):
@@ -50,14 +89,14 @@ def get_image(image_id: str, request: Request, engine: EngineDep,
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/{image_id}/info")
+@router.get("/{image_id}/info", response_model=Envelope[ImageInfo], responses=error_responses(401, 404))
 def image_info(image_id: str, user: CurrentUser, engine: EngineDep):
     """Every generation parameter of one of your images: the record and the PNG's own metadata."""
     record = engine.gallery.get(image_id, user.id)
     return ok(record_public(record) | {"metadata": read_png_metadata(engine.gallery.read(record))})
 
 
-@router.delete("/{image_id}")
+@router.delete("/{image_id}", response_model=Envelope[DeletedImage], responses=error_responses(401, 404))
 def delete_image(image_id: str, user: CurrentUser, engine: EngineDep):
     engine.gallery.delete(image_id, user.id)
     return ok({"id": image_id, "deleted": True})

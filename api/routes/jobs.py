@@ -1,15 +1,57 @@
 """GET /jobs/{id}: status and result of an asynchronous generation; DELETE cancels it."""
 
+from datetime import datetime
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from api.responses import base_url, ok
+from api.responses import base_url, error_responses, ok
+from api.schemas import Envelope
 from engine.errors import NotFound
 from engine.gallery import signed_image_path
 from engine.models import Job, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class JobProgress(BaseModel):
+    step: int
+    total: int
+
+
+class JobResult(BaseModel):
+    id: str
+    job_id: str
+    image: str
+    image_url: str
+    format: str
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    duration_ms: int
+
+
+class JobData(BaseModel):
+    job_id: str
+    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    kind: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    result: JobResult | None
+    progress: JobProgress | None = None
+
+
+class CancelData(BaseModel):
+    job_id: str
+    cancelling: bool
 
 
 def _own_job(session, job_id: str, user_id: str) -> Job:
@@ -19,7 +61,7 @@ def _own_job(session, job_id: str, user_id: str) -> Job:
     return job
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=Envelope[JobData], responses=error_responses(401, 404))
 def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep, session: SessionDep):
     """`queued`, `running` (with `progress`), `succeeded` (with `result`), `failed` (with `error`) or `cancelled`."""
     job = _own_job(session, job_id, user.id)
@@ -40,7 +82,7 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
     return ok(data)
 
 
-@router.delete("/{job_id}")
+@router.delete("/{job_id}", response_model=Envelope[CancelData], responses=error_responses(401, 404))
 def cancel_job(job_id: str, user: CurrentUser, engine: EngineDep, session: SessionDep):
     """Cancel a queued job at once, or a running one at its next step."""
     job = _own_job(session, job_id, user.id)

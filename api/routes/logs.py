@@ -2,17 +2,37 @@
 
 from typing import Annotated
 
+from datetime import datetime
+
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 from sqlmodel import col, select
 
 from api.deps import CurrentUser, SessionDep
-from api.responses import ok
+from api.responses import error_responses, ok
+from api.schemas import Envelope
 from engine.models import ApiLog
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 
 
-@router.get("")
+class LogEntry(BaseModel):
+    id: int
+    created_at: datetime
+    key_prefix: str | None
+    method: str
+    endpoint: str
+    status: int
+    duration_ms: int
+    request_id: str
+    credits: int
+
+
+class LogList(BaseModel):
+    logs: list[LogEntry]
+
+
+@router.get("", response_model=Envelope[LogList], responses=error_responses(401))
 def list_logs(user: CurrentUser, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50):
     """Time, key prefix, endpoint, status, duration, request id and credits of your latest requests."""
     rows = session.exec(select(ApiLog).where(ApiLog.user_id == user.id)

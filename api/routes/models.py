@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from api.deps import EngineDep
 from api.errors import current_request_id
+from api.responses import error_responses
 from api.schemas import Envelope, ModelInfo
 from engine.catalog import ModelSpec
 from engine.errors import ModelNotFound, NotFound
@@ -29,7 +30,7 @@ def list_models(engine: EngineDep):
     return Envelope[list[ModelInfo]](data=data, request_id=current_request_id())
 
 
-@router.get("/{slug}", response_model=Envelope[ModelInfo])
+@router.get("/{slug}", response_model=Envelope[ModelInfo], responses=error_responses(404))
 def get_model(slug: str, engine: EngineDep):
     try:
         spec = engine.catalog.get(slug)

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import AccountDep, EngineDep
-from api.responses import metered, ok
+from api.responses import error_responses, metered, ok
+from api.schemas import Envelope
 from engine.metering import Admission
 from engine.prompts import MAX_PROMPT_CHARS, build_prompt
 
@@ -30,12 +31,33 @@ class BuildRequest(BaseModel):
     tone: str | None = Field(default=None, max_length=40)
 
 
+class EnhancedPrompt(BaseModel):
+    prompt: str
+    original: str
+    tone: str | None
+    source: str = Field(description="`builtin`, or the text model's provider")
+    fallback_reason: str | None = Field(description="Why the built-in enhancer stood in for the text model")
+
+
+class BuiltPrompt(BaseModel):
+    prompt: str
+    built: str = Field(description="The prompt as built from the fields, before any enhancement")
+    enhanced: bool
+    original: str | None = None
+    tone: str | None = None
+    source: str | None = None
+    fallback_reason: str | None = None
+
+
+RESPONSES = error_responses(400, 401, 403, 413, 429)
+
+
 def enhanced_payload(result) -> dict:
     return {"prompt": result.prompt, "original": result.original, "tone": result.tone, "source": result.source,
             "fallback_reason": result.fallback_reason}
 
 
-@router.post("/enhance")
+@router.post("/enhance", response_model=Envelope[EnhancedPrompt], responses=RESPONSES)
 async def enhance(body: EnhanceRequest, request: Request, account: AccountDep, engine: EngineDep):
     """A richer prompt: the built-in offline enhancer, or the text model chosen in admin settings."""
     enhancer = engine.prompt_enhancer()
@@ -48,7 +70,7 @@ async def enhance(body: EnhanceRequest, request: Request, account: AccountDep, e
     return await metered(request, engine, account.workspace.id, requests=1, credits=0, work=work)
 
 
-@router.post("/build")
+@router.post("/build", response_model=Envelope[BuiltPrompt], responses=RESPONSES)
 async def build(body: BuildRequest, request: Request, account: AccountDep, engine: EngineDep):
     """One well-formed prompt from structured fields (at least one), optionally enhanced."""
     prompt = build_prompt(subject=body.subject, setting=body.setting, mood=body.mood, art_style=body.art_style,

@@ -2,14 +2,61 @@
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.deps import AccountDep, EngineDep
 from api.errors import current_request_id
+from api.responses import error_responses
 
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/usage")
+class Counts(BaseModel):
+    requestCount: int  # noqa: N815  (the seed API's names)
+    imageCount: int  # noqa: N815
+    creditsUsed: int  # noqa: N815
+
+
+class UsageWindows(BaseModel):
+    today: Counts
+    this_month: Counts
+
+
+class PlanLimits(BaseModel):
+    requests_per_minute: int
+    requests_per_day: int
+    requests_per_month: int
+    max_concurrent_jobs: int
+    max_batch_size: int
+    storage: bool
+    storage_quota_mb: int
+    monthly_credits: int
+
+
+class PlanUsage(BaseModel):
+    name: str
+    slug: str
+    limits: PlanLimits
+    remaining_today: int
+    remaining_month: int
+
+
+class CreditBalance(BaseModel):
+    balance: int
+    monthly: int
+
+
+class UsageReport(BaseModel):
+    """Not wrapped in ``data``: top-level keys, as in the seed API."""
+
+    success: bool
+    usage: UsageWindows
+    plan: PlanUsage
+    credits: CreditBalance
+    request_id: str
+
+
+@router.get("/usage", response_model=UsageReport, responses=error_responses(401, 403))
 def usage(account: AccountDep, engine: EngineDep):
     """`usage.today` / `usage.this_month` (`requestCount`, `imageCount`, `creditsUsed`), the plan with its limits
     and what remains, and the credit balance. Top-level keys, as in the seed API."""
