@@ -1,0 +1,138 @@
+"""The studio's engine work, metered exactly like the API's: admit before, settle after.
+
+Nothing here touches the UI: pages call these and show the outcome. Blocking engine calls run in
+threads (``asyncio.to_thread``) and jobs are awaited through their futures, so the event loop that
+serves every browser stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from PIL import Image
+
+from engine.errors import EngineError, JobCancelled
+from engine.generation import MAX_SEED, ResolvedParams
+from engine.metering import Admission
+from engine.models import User
+from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.prompts import EnhancedPrompt
+from engine.service import GenerationResult, ImageEngine
+from engine.worker import Task
+
+
+@asynccontextmanager
+async def metered(engine: ImageEngine, user: User, *, requests: int = 1,
+                  credits: int = 0) -> AsyncIterator[Admission]:
+    """Take the plan's units (limits, concurrency, credits) or raise; give back what did not succeed."""
+    admission = await asyncio.to_thread(engine.meter.admit, user.workspace_id, requests=requests, credits=credits)
+    try:
+        yield admission
+    finally:
+        await asyncio.to_thread(engine.meter.settle, admission)
+
+
+def seeds_for(count: int, seed: int | None, locked: bool) -> list[int]:
+    """A locked seed gives seed, seed+1, …; otherwise every image gets a fresh random seed."""
+    if locked and seed is not None:
+        return [(seed + i) % (MAX_SEED + 1) for i in range(count)]
+    return [secrets.randbelow(MAX_SEED + 1) for _ in range(count)]
+
+
+@dataclass
+class Progress:
+    index: int  # the image being made (0-based)
+    count: int
+    step: int
+    total: int
+    preview: bytes | None
+
+
+class GenerationRun:
+    """One click of Generate: ``count`` images, one job each, admitted and settled together."""
+
+    def __init__(self, engine: ImageEngine, user: User, params: list[ResolvedParams], *,
+                 init_image: Image.Image | None = None, strength: float = 0.6):
+        self.engine = engine
+        self.user = user
+        self.params = params
+        self.init_image = init_image
+        self.strength = strength
+        self.costs = [generation_credits(engine.catalog.get(p.model), p.width, p.height) for p in params]
+        self.tasks: list[Task] = []
+        self.errors: list[EngineError] = []
+        self.cancelled = False
+        self._index = 0
+
+    @property
+    def kind(self) -> str:
+        return "generate" if self.init_image is None else "edit"
+
+    def progress(self) -> Progress:
+        task = self.tasks[self._index] if self._index < len(self.tasks) else None
+        return Progress(index=min(self._index, len(self.params) - 1), count=len(self.params),
+                        step=task.step if task else 0, total=task.total if task else 0,
+                        preview=task.preview if task else None)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for task in self.tasks:
+            self.engine.worker.cancel(task.id)
+
+    async def run(self, on_result: Callable[[GenerationResult, int], Awaitable[None] | None]) -> int:
+        """Run every image, calling ``on_result(result, credits)`` as each finishes; returns how many succeeded."""
+        storage = self.engine.storage_for(self.user)
+        done = 0
+        async with metered(self.engine, self.user, requests=len(self.params), credits=sum(self.costs)) as admission:
+            try:
+                for params in self.params:
+                    self.tasks.append(self.engine.submit_generation(
+                        self.user, params, store=storage["store"], kind=self.kind, init_image=self.init_image,
+                        strength=self.strength))
+            except EngineError:
+                self.cancel()  # what was queued would run unpaid: stop it
+                raise
+            for index, (task, cost) in enumerate(zip(self.tasks, self.costs, strict=True)):
+                self._index = index  # what progress() reports on
+                try:
+                    result = await asyncio.wrap_future(task.future)
+                except JobCancelled:
+                    continue
+                except EngineError as exc:
+                    self.errors.append(exc)
+                    continue
+                admission.succeeded(images=1, credits=cost)
+                done += 1
+                outcome = on_result(result, cost)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            self._index = len(self.tasks)
+        return done
+
+
+async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt: str = "") -> GenerationResult:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    storage = engine.storage_for(user)
+    cost = BACKGROUND_REMOVAL_CREDITS
+    async with metered(engine, user, credits=cost) as admission:
+        # Loading the cut-out model can take a moment the first time: off the event loop.
+        task = await asyncio.to_thread(engine.submit_background_removal, user, image, prompt=prompt,
+                                       store=storage["store"])
+        result = await asyncio.wrap_future(task.future)
+        admission.succeeded(images=1, credits=cost)
+    return result
+
+
+async def enhance_prompt(engine: ImageEngine, user: User, prompt: str, tone: str | None) -> EnhancedPrompt:
+    """Prompt tools are free of credits but count as requests, as on the API."""
+    enhancer = engine.prompt_enhancer()
+    async with metered(engine, user) as admission:
+        result = await asyncio.to_thread(enhancer.enhance, prompt, tone)
+        admission.succeeded()
+    return result

@@ -1,0 +1,488 @@
+"""Generate (/): prompt, prompt builder and enhancer, model and settings, live progress, results."""
+
+from __future__ import annotations
+
+import io
+import secrets
+
+from nicegui import ui
+from PIL import Image
+from pydantic import ValidationError
+
+from engine.errors import EngineError, NotFound
+from engine.generation import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
+from engine.inputs import InputLimits, decode_image_bytes
+from engine.models import User
+from engine.pricing import BACKGROUND_REMOVAL_CREDITS
+from engine.prompts import DEFAULT_TONE, TONES, build_prompt
+from engine.service import GenerationResult, ImageEngine
+from studio import actions, auth
+from studio.layout import card, frame
+from studio.widgets import SIZE_CHOICES, ModelChoice, data_url, default_model, empty_state, model_choices, state_chip
+
+BUILDER_FIELDS = (("subject", "Subject", "a red fox"), ("setting", "Setting", "a snowy birch forest"),
+                  ("mood", "Mood", "serene"), ("art_style", "Art style", "watercolor"),
+                  ("lighting", "Lighting", "soft golden hour"), ("camera", "Camera", "85mm lens"),
+                  ("extras", "Extras", "highly detailed, comma separated"))
+MAX_COUNT = 4
+
+
+def register(engine: ImageEngine) -> None:
+    @ui.page("/", title="Image Studio")
+    def generate_page(reuse: str | None = None):
+        user = auth.require_user(engine, "/")
+        if user is None:
+            return
+        with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):
+            page = GeneratePage(engine, user)
+            if reuse:
+                page.reuse_stored(reuse)
+
+
+class GeneratePage:
+    def __init__(self, engine: ImageEngine, user: User):
+        self.engine = engine
+        self.guard = auth.Guard(engine, user)
+        self.prefs = dict(user.preferences or {})
+        self.choices: dict[str, ModelChoice] = {c.spec.slug: c for c in model_choices(engine)}
+        self.max_count = self._max_count(user)
+        self.run: actions.GenerationRun | None = None
+        self.edit_image: Image.Image | None = None
+        self.results: list[tuple[GenerationResult, int]] = []
+        with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-[minmax(340px,420px)_1fr] gap-5 w-full"):
+            with ui.column().classes("gap-5 w-full min-w-0"):
+                self._build_prompt_card()
+                self._build_settings_card()
+            with ui.column().classes("gap-5 w-full min-w-0"):
+                self._build_progress()
+                self.results_box = ui.column().classes("w-full gap-5").mark("results").props("data-testid=results")
+        self.set_seed_lock(False)
+        self._on_model_change()
+        self._render_results()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def _build_prompt_card(self) -> None:
+        with card("Prompt", icon="edit_note"):
+            self.prompt = ui.textarea(placeholder="a lighthouse at dusk, oil painting, dramatic sky") \
+                .props("outlined autogrow counter maxlength=2000").classes("w-full") \
+                .mark("prompt").props("data-testid=prompt")
+            with ui.expansion("Prompt builder", icon="construction").classes("w-full rounded-lg") \
+                    .props("dense header-class='px-1 font-medium'").mark("builder").props("data-testid=builder"):
+                self.builder: dict[str, ui.input] = {}
+                with ui.element("div").classes("grid grid-cols-1 sm:grid-cols-2 gap-2 w-full pt-1"):
+                    for name, label, hint in BUILDER_FIELDS:
+                        self.builder[name] = ui.input(label, placeholder=hint).props("outlined dense") \
+                            .classes("w-full").mark(f"builder-{name}").props(f"data-testid=builder-{name}")
+                ui.button("Use as prompt", icon="arrow_upward", on_click=self.apply_builder) \
+                    .props("flat no-caps").classes("mt-1").mark("builder-apply")
+            with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                self.tone = ui.select({name: name.capitalize() for name in TONES}, value=DEFAULT_TONE,
+                                      label="Tone").props("outlined dense options-dense").classes("grow") \
+                    .mark("tone")
+                self.enhance_button = ui.button("Enhance", icon="auto_fix_high", on_click=self.enhance) \
+                    .props("unelevated no-caps color=secondary").mark("enhance").props("data-testid=enhance")
+            self.negative = ui.textarea("Negative prompt", placeholder="blurry, low quality, watermark") \
+                .props("outlined autogrow dense maxlength=1000").classes("w-full").mark("negative-prompt")
+
+    def _build_settings_card(self) -> None:
+        with card("Settings", icon="tune"):
+            options = {slug: c.label for slug, c in self.choices.items()}
+            start = default_model(self.engine, list(self.choices.values()), self.prefs.get("default_model"))
+            self.model = ui.select(options, value=start, label="Model", on_change=self._on_model_change) \
+                .props("outlined options-dense").classes("w-full").mark("model").props("data-testid=model")
+            # Unavailable models are listed (with why) but can't be picked.
+            self.model.props(''':option-disable="(opt) => String(opt.label).endsWith('· unavailable')"''')
+            with ui.row().classes("w-full items-start gap-2 no-wrap -mt-1"):
+                self.model_chip_box = ui.row().classes("shrink-0")
+                self.model_info = ui.label().classes("text-xs studio-muted grow").mark("model-status")
+                ui.button("All models", on_click=self._models_dialog).props("flat dense no-caps size=sm") \
+                    .classes("shrink-0 -mt-1").mark("all-models")
+            with ui.row().classes("w-full gap-2 no-wrap"):
+                size = self.prefs.get("default_size", "1:1")
+                self.size = ui.select(SIZE_CHOICES, value=size if size in SIZE_CHOICES else "1:1", label="Size",
+                                      on_change=self._on_size_change).props("outlined options-dense") \
+                    .classes("grow").mark("size")
+                self.count = ui.select(list(range(1, self.max_count + 1)), value=1, label="Images") \
+                    .props("outlined").classes("w-28").mark("count")
+            with ui.row().classes("w-full gap-2 no-wrap") as self.custom_size:
+                self.width = ui.number("Width", value=512, min=256, max=1024, step=64) \
+                    .props("outlined dense suffix=px").classes("grow").mark("width")
+                self.height = ui.number("Height", value=512, min=256, max=1024, step=64) \
+                    .props("outlined dense suffix=px").classes("grow").mark("height")
+            self.size_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("size-hint")
+            with ui.row().classes("w-full gap-2 no-wrap items-start"):
+                self.steps = ui.number("Steps", min=1, max=50, step=1, precision=0).props("outlined dense") \
+                    .classes("w-24").mark("steps")
+                self.seed = ui.number("Seed", placeholder="random", min=0, max=MAX_SEED, step=1, precision=0) \
+                    .props("outlined dense clearable").classes("grow").mark("seed")
+                self.seed_locked = False
+                self.lock_button = ui.button(icon="lock_open", on_click=self.toggle_seed_lock) \
+                    .props("flat round").classes("mt-1").mark("seed-lock")
+                self.lock_button.tooltip("Lock the seed: the same seed for the next images")
+                ui.button(icon="casino", on_click=self.random_seed).props("flat round").classes("mt-1") \
+                    .mark("seed-random").tooltip("A new random seed (locked)")
+            with ui.column().classes("w-full gap-2") as self.edit_panel:
+                ui.separator()
+                with ui.row().classes("w-full items-center gap-3 no-wrap"):
+                    self.edit_preview = ui.image().classes("w-20 h-20 rounded-lg shrink-0").mark("edit-source")
+                    with ui.column().classes("gap-0 grow min-w-0"):
+                        ui.label("Editing an image").classes("font-medium")
+                        ui.label("The prompt describes the change. Lower strength keeps more of the original.") \
+                            .classes("text-xs studio-muted")
+                    ui.button(icon="close", on_click=self.clear_edit).props("flat round dense").mark("clear-edit") \
+                        .tooltip("Stop editing")
+                self.strength = ui.slider(min=0.1, max=1.0, step=0.05, value=0.6).props("label") \
+                    .classes("w-full").mark("strength")
+            self.edit_panel.visible = False
+            # The uploader itself stays hidden; a plain button opens its file picker.
+            upload = ui.upload(auto_upload=True, max_files=1, max_file_size=InputLimits.max_bytes,
+                               on_upload=self._on_upload).props("accept=image/*").classes("hidden").mark("upload")
+            with ui.row().classes("w-full gap-2 no-wrap"):
+                ui.button(icon="add_photo_alternate", on_click=lambda: upload.run_method("pickFiles")) \
+                    .props("outline size=lg").mark("upload-button").tooltip("Edit an image of your own")
+                self.generate_button = ui.button("Generate", icon="auto_awesome", on_click=self.generate) \
+                    .props("unelevated size=lg no-caps").classes("grow").mark("generate").props("data-testid=generate")
+
+    def _build_progress(self) -> None:
+        with card(classes="gap-2") as self.progress_card:
+            with ui.row().classes("w-full items-center no-wrap gap-3"):
+                ui.spinner(size="22px", color="primary")
+                self.status = ui.label("Queued…").classes("grow font-medium").mark("status").props("data-testid=status")
+                ui.button("Cancel", icon="stop", on_click=self.cancel).props("flat no-caps color=negative") \
+                    .mark("cancel")
+            self.progress_bar = ui.linear_progress(value=0, show_value=False).props("rounded size=8px") \
+                .mark("progress")
+            self.preview = ui.image().classes("w-full max-w-md rounded-lg self-center").mark("preview")
+            self.preview.visible = False
+        self.progress_card.visible = False
+
+    # -- model, size and seed --------------------------------------------------------------------
+    def _max_count(self, user: User) -> int:
+        try:
+            _, plan = self.engine.meter.plan_of(user.workspace_id)
+        except EngineError:
+            return 1
+        return max(1, min(MAX_COUNT, plan.max_batch_size, self.engine.runtime.get("max_batch_size")))
+
+    def choice(self) -> ModelChoice:
+        return self.choices[self.model.value]
+
+    def _models_dialog(self) -> None:
+        """Every model with its state, and why the unavailable ones can't run here."""
+        with ui.dialog() as dialog, ui.card().classes("w-full max-w-2xl p-5 gap-3").mark("models-dialog"):
+            with ui.row().classes("w-full items-center no-wrap"):
+                ui.label("Models on this server").classes("text-lg font-semibold grow")
+                ui.button(icon="close", on_click=dialog.close).props("flat round dense")
+            for choice in model_choices(self.engine):  # now, not at page load: models load and unload
+                with ui.row().classes("w-full items-start gap-3 no-wrap"):
+                    with ui.column().classes("gap-0 grow min-w-0"):
+                        ui.label(f"{choice.spec.name}").classes("font-medium")
+                        ui.label(choice.reason or choice.spec.description).classes("text-xs studio-muted")
+                    state_chip(choice.state)
+        dialog.on("hide", dialog.delete)  # built afresh each time it opens
+        dialog.open()
+
+    def _on_model_change(self, _=None) -> None:
+        choice = self.choice()
+        self.model_chip_box.clear()
+        with self.model_chip_box:
+            state_chip(choice.state)
+        self.model_info.text = choice.reason or choice.spec.description
+        self.steps.value = choice.spec.default_steps
+        self.negative.enabled = choice.spec.supports_negative
+        if choice.spec.supports_negative:
+            self.negative.props(remove="hint")
+        else:
+            self.negative.props('hint="This model ignores negative prompts"')
+        self.generate_button.enabled = choice.usable
+        self._on_size_change()
+
+    def _on_size_change(self, _=None) -> None:
+        self.custom_size.visible = self.size.value == "custom"
+        try:
+            width, height = self.dimensions()
+        except (EngineError, TypeError, ValueError):
+            self.size_hint.text = ""
+            return
+        self.size_hint.text = f"{width} × {height} px"
+
+    def dimensions(self) -> tuple[int, int]:
+        spec = self.choice().spec
+        if self.size.value == "custom":
+            return int(self.width.value), int(self.height.value)
+        if self.edit_image is not None and self.size.value == "1:1":
+            return size_like(spec, *self.edit_image.size)  # an edit keeps the picture's shape by default
+        return size_for_aspect(spec, self.size.value)
+
+    def toggle_seed_lock(self) -> None:
+        self.set_seed_lock(not self.seed_locked)
+
+    def set_seed_lock(self, locked: bool) -> None:
+        self.seed_locked = locked
+        self.lock_button.props(f"icon={'lock' if locked else 'lock_open'} "
+                               f"color={'primary' if locked else 'grey'}")
+
+    def random_seed(self) -> None:
+        self.seed.value = secrets.randbelow(MAX_SEED + 1)
+        self.set_seed_lock(True)
+
+    # -- prompt tools ----------------------------------------------------------------------------
+    def builder_values(self) -> dict[str, str]:
+        return {name: (field.value or "").strip() for name, field in self.builder.items()}
+
+    def apply_builder(self) -> bool:
+        values = self.builder_values()
+        if not any(values.values()):
+            ui.notify("Fill in at least one builder field, e.g. the subject.", type="warning")
+            return False
+        extras = [part.strip() for part in values.pop("extras").split(",") if part.strip()]
+        try:
+            self.prompt.value = build_prompt(**values, extras=extras or None)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return False
+        return True
+
+    async def enhance(self) -> None:
+        user = self.guard.user()
+        if user is None:
+            return
+        if not (self.prompt.value or "").strip() and not self.apply_builder():
+            return
+        self.enhance_button.props("loading")
+        try:
+            result = await actions.enhance_prompt(self.engine, user, self.prompt.value, self.tone.value)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        finally:
+            self.enhance_button.props(remove="loading")
+        self.prompt.value = result.prompt
+        note = f" ({result.fallback_reason})" if result.fallback_reason else ""
+        ui.notify(f"Prompt enhanced in a {result.tone} tone{note}.", type="positive")
+
+    # -- editing ---------------------------------------------------------------------------------
+    def start_edit(self, image: Image.Image, png: bytes | None = None) -> None:
+        if self.choice().spec.edit_pipeline_class is None:
+            ui.notify("This model can't edit images; pick another one.", type="warning")
+        self.edit_image = image
+        if png is None:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            png = buffer.getvalue()
+        self.edit_preview.set_source(data_url(png))
+        self.edit_panel.visible = True
+        self.generate_button.text = "Edit image"
+        self.generate_button.props("icon=brush")
+        self._on_size_change()
+
+    def clear_edit(self) -> None:
+        self.edit_image = None
+        self.edit_panel.visible = False
+        self.generate_button.text = "Generate"
+        self.generate_button.props("icon=auto_awesome")
+        self._on_size_change()
+
+    async def _on_upload(self, event) -> None:
+        data = await event.file.read()
+        try:
+            image = decode_image_bytes(data, InputLimits())
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        finally:
+            event.sender.reset()
+        self.start_edit(image)
+
+    # -- generating ------------------------------------------------------------------------------
+    def planned_params(self) -> list[ResolvedParams]:
+        """Validated parameters for every image, or an EngineError/ValidationError to show."""
+        width, height = self.dimensions()
+        seed = None if self.seed.value is None else int(self.seed.value)
+        if self.seed_locked and seed is None:
+            seed = secrets.randbelow(MAX_SEED + 1)
+            self.seed.value = seed
+        steps = None if self.steps.value is None else int(self.steps.value)
+        planned = []
+        for image_seed in actions.seeds_for(int(self.count.value or 1), seed, self.seed_locked):
+            params = GenerationParams(prompt=self.prompt.value or "", negative_prompt=self.negative.value or None,
+                                      model=self.model.value, width=width, height=height, steps=steps,
+                                      seed=image_seed)
+            planned.append(self.engine.prepare(params))
+        return planned
+
+    async def generate(self) -> None:
+        user = self.guard.user()
+        if user is None or self.run is not None:
+            return
+        if not (self.prompt.value or "").strip():
+            ui.notify("Write a prompt first, or use the prompt builder.", type="warning")
+            return
+        try:
+            planned = self.planned_params()
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
+            return
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        self.run = actions.GenerationRun(self.engine, user, planned, init_image=self.edit_image,
+                                         strength=float(self.strength.value))
+        self._set_busy(True)
+        timer = ui.timer(0.1, self._show_progress)
+        try:
+            done = await self.run.run(self._add_result)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative", multi_line=True)
+            return
+        finally:
+            timer.cancel()
+            cancelled, errors = self.run.cancelled, self.run.errors
+            self.run = None
+            if not self.closed:
+                self._set_busy(False)
+        if self.closed:
+            return
+        if not self.seed_locked and done:
+            self.seed.value = self.results[0][0].params.seed
+        if errors:
+            ui.notify(errors[0].message, type="negative", multi_line=True)
+        elif cancelled:
+            ui.notify("Cancelled.", type="info")
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.run.cancel()
+            self.status.text = "Cancelling…"
+
+    def _set_busy(self, busy: bool) -> None:
+        self.progress_card.visible = busy
+        self.generate_button.enabled = not busy and self.choice().usable
+        self.preview.visible = False
+        self.progress_bar.value = 0
+        self.status.text = "Queued…"
+
+    def _show_progress(self) -> None:
+        if self.run is None:
+            return
+        progress = self.run.progress()
+        prefix = f"Image {progress.index + 1} of {progress.count} · " if progress.count > 1 else ""
+        if progress.total:
+            self.status.text = f"{prefix}Step {progress.step} of {progress.total}"
+            self.progress_bar.value = (progress.index + progress.step / progress.total) / progress.count
+        elif not self.run.cancelled:
+            self.status.text = f"{prefix}Loading the model…" if progress.index == 0 else f"{prefix}Queued…"
+        if progress.preview:
+            self.preview.set_source(data_url(progress.preview))
+            self.preview.visible = True
+
+    @property
+    def closed(self) -> bool:
+        """The browser left the page: a run goes on to the end (and is charged right), nothing is drawn."""
+        return self.results_box.is_deleted
+
+    def _add_result(self, result: GenerationResult, credits: int) -> None:
+        self.results.insert(0, (result, credits))
+        del self.results[12:]  # the gallery keeps the rest; the page stays light
+        if not self.closed:
+            self._render_results()
+
+    # -- results ---------------------------------------------------------------------------------
+    def _render_results(self) -> None:
+        """The newest image large with its actions; earlier ones of this visit as tiles that bring it back up."""
+        self.results_box.clear()
+        with self.results_box:
+            if not self.results:
+                with card():
+                    empty_state("auto_awesome", "Your images appear here",
+                                "Write a prompt, or open the prompt builder for a head start, then press Generate.")
+                return
+            self._result_card(*self.results[0])
+            if len(self.results) > 1:
+                ui.label("Earlier").classes("text-sm font-semibold studio-muted -mb-2")
+                with ui.element("div").classes("grid grid-cols-3 md:grid-cols-4 xl:grid-cols-6 gap-3 w-full"):
+                    for index, (result, _) in enumerate(self.results[1:], start=1):
+                        with ui.element("div").classes("studio-card studio-thumb overflow-hidden cursor-pointer") \
+                                .on("click", lambda i=index: self._bring_up(i)).mark("earlier-result") \
+                                .props("data-testid=earlier-result"):
+                            ui.image(data_url(result.png)).props("ratio=1 fit=cover").classes("w-full")
+
+    def _bring_up(self, index: int) -> None:
+        self.results.insert(0, self.results.pop(index))
+        self._render_results()
+
+    def _result_card(self, result: GenerationResult, credits: int) -> None:
+        p = result.params
+        transparent = result.kind == "remove_background"
+        with ui.column().classes("studio-card w-full gap-0 overflow-hidden").mark("result"):
+            ui.image(data_url(result.png)).classes("w-full" + (" studio-checker" if transparent else "")) \
+                .props("fit=contain").mark("result-image").props("data-testid=result-image")
+            with ui.column().classes("w-full gap-2 p-4"):
+                ui.label(p.prompt).classes("text-sm line-clamp-2")
+                details = [p.model, f"{p.width}×{p.height}", f"seed {p.seed}", f"{p.steps} steps",
+                           f"{result.duration_ms} ms", f"{credits} credit{'s' if credits != 1 else ''}"]
+                if result.kind != "generate":
+                    details.insert(0, result.kind.replace("_", " "))
+                details.append("saved to gallery" if result.stored else "not stored")
+                ui.label(" · ".join(details)).classes("text-xs studio-muted").mark("result-details")
+                with ui.row().classes("gap-1 flex-wrap"):
+                    buttons = [("download", "Download", lambda: ui.download.content(
+                                   result.png, f"{result.image_id}.png", "image/png"), "download"),
+                               ("tag", "Copy seed", lambda: self._copy_seed(p.seed), "copy-seed")]
+                    if not transparent:
+                        buttons += [("replay", "Reuse settings", lambda: self.reuse(p), "reuse"),
+                                    ("content_cut", "Remove background", lambda: self.remove_background(result),
+                                     "remove-bg")]
+                    buttons.append(("brush", "Send to edit", lambda: self.send_to_edit(result), "edit"))
+                    for icon, label, handler, marker in buttons:
+                        ui.button(label, icon=icon, on_click=handler).props("flat dense no-caps size=sm").mark(marker)
+
+    @staticmethod
+    def _copy_seed(seed: int) -> None:
+        ui.clipboard.write(str(seed))
+        ui.notify(f"Seed {seed} copied.")
+
+    def reuse(self, params: ResolvedParams | dict) -> None:
+        p = params if isinstance(params, dict) else params.as_dict()
+        self.prompt.value = p["prompt"]
+        self.negative.value = p.get("negative_prompt") or ""
+        if p["model"] in self.choices:
+            self.model.value = p["model"]  # resets steps to the model's default: set steps after
+        self.size.value = "custom"
+        self.width.value, self.height.value = p["width"], p["height"]
+        self.steps.value = p["steps"] or self.choice().spec.default_steps  # a cut-out has 0 steps
+        self.seed.value = p["seed"]
+        self.set_seed_lock(True)
+        self._on_size_change()
+        ui.notify("Settings loaded; the seed is locked.")
+
+    def reuse_stored(self, image_id: str) -> None:
+        """/?reuse=img_… from the gallery: the user's own image only."""
+        try:
+            record = self.engine.gallery.get(image_id, self.guard.user_id)
+        except NotFound:
+            ui.notify("That image is not in your gallery.", type="warning")
+            return
+        self.reuse(record.model_dump())
+
+    def send_to_edit(self, result: GenerationResult) -> None:
+        image = Image.open(io.BytesIO(result.png))
+        image.load()
+        self.start_edit(image, result.png)
+        self.prompt.value = result.params.prompt
+        ui.notify("Image ready to edit: change the prompt and press Edit image.")
+
+    async def remove_background(self, result: GenerationResult) -> None:
+        user = self.guard.user()
+        if user is None:
+            return
+        notice = ui.notification("Removing the background…", spinner=True, timeout=None)
+        try:
+            cut = await actions.remove_background(self.engine, user, result.png, result.params.prompt)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        finally:
+            notice.dismiss()
+        self._add_result(cut, BACKGROUND_REMOVAL_CREDITS)

@@ -1,0 +1,195 @@
+"""API keys (/keys): create (shown once), list by prefix, revoke; ready-to-paste snippets."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from engine.accounts import create_api_key, display_prefix, list_api_keys, revoke_api_key
+from engine.db import session_scope
+from engine.errors import EngineError
+from engine.models import ApiKey, User
+from engine.service import ImageEngine
+from studio import auth
+from studio.layout import card, frame
+from studio.widgets import empty_state, when
+
+
+def register(engine: ImageEngine) -> None:
+    @ui.page("/keys", title="API keys · Image Studio")
+    def keys_page():
+        user = auth.require_user(engine, "/keys")
+        if user is None:
+            return
+        with frame(user, "/keys", "API keys", "Let your sites, apps and scripts generate images on this server."):
+            KeysPage(engine, user, server_url(engine))
+
+
+def server_url(engine: ImageEngine) -> str:
+    """The public URL when configured, else the address this browser reached the server at."""
+    return (engine.settings.public_url or str(ui.context.client.request.base_url)).rstrip("/")
+
+
+def snippets(base: str, model: str) -> dict[str, tuple[str, str]]:
+    """(language, code) per tab; the key comes from the environment, never pasted into code."""
+    prompt = "a lighthouse at dusk, oil painting"
+    curl = f"""curl -s {base}/api/v1/generate \\
+  -H "Authorization: Bearer $IMAGESTUDIO_API_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{{"prompt": "{prompt}", "model": "{model}", "width": 512, "height": 512}}'"""
+    javascript = f"""// Server-side (Node 18+): keep the key out of browser code.
+const response = await fetch("{base}/api/v1/generate", {{
+  method: "POST",
+  headers: {{
+    "Authorization": `Bearer ${{process.env.IMAGESTUDIO_API_KEY}}`,
+    "Content-Type": "application/json",
+  }},
+  body: JSON.stringify({{ prompt: "{prompt}", model: "{model}", width: 512, height: 512 }}),
+}});
+const {{ success, data, error }} = await response.json();
+if (!success) throw new Error(error.message);
+console.log(data.image); // a hosted PNG link, or a data: URL when storage is off"""
+    php = f"""<?php
+// In wp-config.php: define('IMAGESTUDIO_API_KEY', 'sk_live_…');
+$response = wp_remote_post('{base}/api/v1/generate', [
+    'headers' => [
+        'Authorization' => 'Bearer ' . IMAGESTUDIO_API_KEY,
+        'Content-Type'  => 'application/json',
+    ],
+    'body'    => wp_json_encode(['prompt' => '{prompt}', 'model' => '{model}', 'width' => 512, 'height' => 512]),
+    'timeout' => 120,
+]);
+if (is_wp_error($response)) {{
+    error_log($response->get_error_message());
+    return;
+}}
+$body = json_decode(wp_remote_retrieve_body($response), true);
+if (!empty($body['success'])) {{
+    echo '<img src="' . esc_attr($body['data']['image']) . '" alt="' . esc_attr($body['data']['prompt']) . '">';
+}}"""
+    return {"curl": ("bash", curl), "JavaScript": ("javascript", javascript), "WordPress (PHP)": ("php", php)}
+
+
+class KeysPage:
+    def __init__(self, engine: ImageEngine, user: User, base_url: str):
+        self.engine = engine
+        self.guard = auth.Guard(engine, user)
+        self.dialogs = ui.element("div")
+        with card("Create a key", icon="add_circle"):
+            with ui.row().classes("w-full items-start gap-2"):
+                self.name = ui.input("Name", placeholder="e.g. my-wordpress-site",
+                                     validation={"100 characters at most": lambda v: len(v or "") <= 100}) \
+                    .props("outlined dense").classes("grow min-w-48").mark("key-name").props("data-testid=key-name")
+                ui.button("Create key", icon="add", on_click=self.create).props("unelevated no-caps") \
+                    .classes("mt-0.5").mark("create-key").props("data-testid=create-key")
+            self.name.on("keydown.enter", self.create)
+        with card("Your keys", icon="key"):
+            self.list_box = ui.column().classes("w-full gap-0").mark("key-list")
+        with card("Use the API", icon="code"):
+            ui.label(f"Send requests to {base_url}/api/v1 with your key as a Bearer token. "
+                     "Set IMAGESTUDIO_API_KEY to a key from above.").classes("text-sm studio-muted") \
+                .mark("api-base")
+            model = (user.preferences or {}).get("default_model") or engine.settings.default_model
+            examples = snippets(base_url, model)
+            with ui.tabs().props("dense align=left no-caps").classes("w-full") as tabs:
+                for title in examples:
+                    ui.tab(title)
+            with ui.tab_panels(tabs, value="curl").classes("w-full bg-transparent"):
+                for title, (language, code) in examples.items():
+                    with ui.tab_panel(title).classes("p-0"):
+                        ui.code(code, language=language).classes("w-full text-xs studio-code") \
+                            .mark(f"snippet-{language}")
+        self.refresh()
+
+    def keys(self) -> list[ApiKey]:
+        with session_scope(self.engine.db) as session:
+            keys = list_api_keys(session, self.guard.user_id)
+        return sorted(keys, key=lambda k: (k.revoked_at is not None, -k.created_at.timestamp()))
+
+    def refresh(self) -> None:
+        self.list_box.clear()
+        with self.list_box:
+            keys = self.keys()
+            if not keys:
+                empty_state("key", "No keys yet", "Create one above to call the API.")
+            for index, key in enumerate(keys):
+                if index:
+                    ui.separator()
+                self._row(key)
+
+    def _row(self, key: ApiKey) -> None:
+        prefix = display_prefix(key)
+        with ui.row().classes("w-full items-center gap-3 py-3").mark(f"key-{key.prefix}"):
+            ui.icon("key_off" if key.revoked_at else "key", size="22px") \
+                .classes("studio-muted" if key.revoked_at else "text-primary")
+            with ui.column().classes("gap-0 grow min-w-0"):
+                with ui.row().classes("items-center gap-2"):
+                    ui.label(key.name or "unnamed").classes("font-medium")
+                    ui.label(prefix).classes("font-mono text-sm studio-muted")
+                    if key.revoked_at:
+                        ui.chip("revoked", color="grey", text_color="white").props("dense square").classes("text-xs")
+                ui.label(f"Created {when(key.created_at)} · last used {when(key.last_used_at)}"
+                         + (f" · revoked {when(key.revoked_at)}" if key.revoked_at else "")) \
+                    .classes("text-xs studio-muted")
+            if key.revoked_at is None:
+                ui.button("Revoke", icon="block", on_click=lambda k=key: self.confirm_revoke(k)) \
+                    .props("flat dense no-caps color=negative").mark(f"revoke-{key.prefix}")
+
+    def create(self) -> None:
+        user = self.guard.user()
+        if user is None:
+            return
+        try:
+            with session_scope(self.engine.db) as session:
+                key, full_key = create_api_key(session, user, (self.name.value or "").strip())
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        self.name.value = ""
+        self.refresh()
+        self.dialogs.clear()
+        with self.dialogs, ui.dialog().props("persistent") as dialog, \
+                ui.card().classes("w-full max-w-xl p-6 gap-4").mark("new-key-dialog"):
+            ui.label("Your new API key").classes("text-lg font-semibold")
+            with ui.row().classes("w-full items-center gap-2 no-wrap rounded-lg p-3 bg-amber-500/10"):
+                ui.icon("warning", color="warning")
+                ui.label("Copy it now: this is the only time the full key is shown. "
+                         "Store it like a password.").classes("text-sm")
+            with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                ui.input(value=full_key).props("outlined dense readonly").classes("grow font-mono") \
+                    .mark("new-key").props("data-testid=new-key")
+                ui.button(icon="content_copy", on_click=lambda: self._copy(full_key)).props("unelevated") \
+                    .mark("copy-key").tooltip("Copy")
+            ui.label(f"Shown from now on as {display_prefix(key)}").classes("text-xs studio-muted")
+            with ui.row().classes("w-full justify-end"):
+                ui.button("I have stored it", on_click=dialog.close).props("unelevated no-caps") \
+                    .mark("close-key").props("data-testid=close-key")
+        dialog.open()
+
+    @staticmethod
+    def _copy(full_key: str) -> None:
+        ui.clipboard.write(full_key)
+        ui.notify("Key copied.", type="positive")
+
+    def confirm_revoke(self, key: ApiKey) -> None:
+        self.dialogs.clear()
+        with self.dialogs, ui.dialog() as dialog, ui.card().classes("p-5 gap-3"):
+            ui.label(f"Revoke {display_prefix(key)}?").classes("text-lg font-semibold")
+            ui.label("Requests with this key fail from now on. This can't be undone.").classes("text-sm studio-muted")
+            with ui.row().classes("w-full justify-end gap-2"):
+                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+                ui.button("Revoke", on_click=lambda: self.revoke(key, dialog)) \
+                    .props("unelevated no-caps color=negative").mark("confirm-revoke")
+        dialog.open()
+
+    def revoke(self, key: ApiKey, dialog: ui.dialog) -> None:
+        dialog.close()
+        if self.guard.user() is None:
+            return
+        try:
+            with session_scope(self.engine.db) as session:
+                revoke_api_key(session, key.id, user_id=self.guard.user_id)  # only ever this user's key
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        ui.notify(f"Revoked {display_prefix(key)}.", type="positive")
+        self.refresh()

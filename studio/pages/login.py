@@ -1,0 +1,113 @@
+"""Sign in (/login) and first run (/setup): the first admin account is created in the browser."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nicegui import ui
+
+from engine.accounts import authenticate_password
+from engine.admin import create_first_admin, needs_first_run
+from engine.db import session_scope
+from engine.errors import EngineError
+from engine.service import ImageEngine
+from studio import auth
+from studio.layout import centered_page
+
+
+def first_run(engine: ImageEngine) -> bool:
+    with session_scope(engine.db) as session:
+        return needs_first_run(session)
+
+
+def register(engine: ImageEngine) -> None:
+    @ui.page("/login", title="Sign in · Image Studio")
+    def login_page(next: str = "/"):  # noqa: A002  (the query parameter's name)
+        if first_run(engine):
+            ui.navigate.to("/setup")
+            return
+        target = auth.safe_next(next)
+        if auth.signed_in_user(engine) is not None:
+            ui.navigate.to(target)
+            return
+        ip = ui.context.client.ip or "?"
+
+        async def submit() -> None:
+            keys = (f"email:{(email.value or '').strip().lower()}", f"ip:{ip}")
+            try:
+                engine.login_throttle.check(*keys)
+                user = await asyncio.to_thread(_authenticate, engine, email.value or "", password.value or "")
+            except EngineError as exc:
+                if exc.code == "unauthorized":
+                    engine.login_throttle.failed(*keys)
+                error.text = exc.message
+                error.visible = True
+                password.value = ""
+                return
+            engine.login_throttle.succeeded(keys[0])
+            auth.sign_in(user)
+            ui.navigate.to(target)
+
+        with centered_page():
+            with ui.column().classes("gap-0"):
+                ui.label("Welcome back").classes("text-xl font-semibold")
+                ui.label("Sign in to your studio.").classes("studio-muted text-sm")
+            email = ui.input("Email").props("outlined type=email autocomplete=username autofocus") \
+                .classes("w-full").mark("email").props("data-testid=email")
+            password = ui.input("Password", password=True, password_toggle_button=True) \
+                .props("outlined autocomplete=current-password").classes("w-full") \
+                .mark("password").props("data-testid=password")
+            error = ui.label().classes("text-negative text-sm").mark("login-error")
+            error.visible = False
+            ui.button("Sign in", on_click=submit).props("unelevated no-caps").classes("w-full") \
+                .mark("sign-in").props("data-testid=sign-in")
+            password.on("keydown.enter", submit)
+
+    @ui.page("/setup", title="Set up · Image Studio")
+    def setup_page():
+        if not first_run(engine):
+            ui.navigate.to("/login")
+            return
+
+        async def submit() -> None:
+            if (password.value or "") != (confirm.value or ""):
+                error.text, error.visible = "The passwords don't match.", True
+                return
+            try:
+                user = await asyncio.to_thread(_create_admin, engine, email.value or "", password.value or "",
+                                          (name.value or "").strip())
+            except EngineError as exc:
+                error.text, error.visible = exc.message, True
+                return
+            auth.sign_in(user)
+            ui.notify("Your admin account is ready.", type="positive")
+            ui.navigate.to("/")
+
+        with centered_page():
+            with ui.column().classes("gap-0"):
+                ui.label("Set up your studio").classes("text-xl font-semibold")
+                ui.label("Create the administrator account. You can add more people later in Admin.") \
+                    .classes("studio-muted text-sm")
+            name = ui.input("Your name").props("outlined autocomplete=name").classes("w-full") \
+                .mark("name").props("data-testid=name")
+            email = ui.input("Email").props("outlined type=email autocomplete=username").classes("w-full") \
+                .mark("email").props("data-testid=email")
+            password = ui.input("Password (8+ characters)", password=True, password_toggle_button=True) \
+                .props("outlined autocomplete=new-password").classes("w-full") \
+                .mark("password").props("data-testid=password")
+            confirm = ui.input("Repeat password", password=True).props("outlined autocomplete=new-password") \
+                .classes("w-full").mark("confirm").props("data-testid=confirm")
+            error = ui.label().classes("text-negative text-sm").mark("setup-error")
+            error.visible = False
+            ui.button("Create admin account", on_click=submit).props("unelevated no-caps").classes("w-full") \
+                .mark("create-admin").props("data-testid=create-admin")
+
+
+def _authenticate(engine: ImageEngine, email: str, password: str):
+    with session_scope(engine.db) as session:
+        return authenticate_password(session, email, password)
+
+
+def _create_admin(engine: ImageEngine, email: str, password: str, name: str):
+    with session_scope(engine.db) as session:
+        return create_first_admin(session, email, password, name)

@@ -1,0 +1,110 @@
+"""Settings (/settings): preferences (storage, default model and size) and the account's password."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nicegui import ui
+
+from engine.accounts import hash_password, verify_password
+from engine.db import session_scope
+from engine.errors import EngineError
+from engine.models import User
+from engine.service import ImageEngine
+from studio import auth
+from studio.layout import card, frame
+from studio.widgets import SIZE_CHOICES, default_model, model_choices
+
+
+def register(engine: ImageEngine) -> None:
+    @ui.page("/settings", title="Settings · Image Studio")
+    def settings_page():
+        user = auth.require_user(engine, "/settings")
+        if user is None:
+            return
+        with frame(user, "/settings", "Settings"):
+            SettingsPage(engine, user)
+
+
+def save_preferences(engine: ImageEngine, user_id: str, **changes) -> User:
+    with session_scope(engine.db) as session:
+        user = session.get(User, user_id)
+        user.preferences = {**(user.preferences or {}), **changes}  # a new dict, so the JSON column is saved
+        session.add(user)
+        session.commit()
+        session.refresh(user)
+        return user
+
+
+class SettingsPage:
+    def __init__(self, engine: ImageEngine, user: User):
+        self.engine = engine
+        self.guard = auth.Guard(engine, user)
+        prefs = user.preferences or {}
+        storage = engine.storage_for(user)
+        with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-2 gap-5 w-full items-start"):
+            with card("Preferences", icon="tune"):
+                with ui.row().classes("w-full items-center no-wrap gap-3"):
+                    with ui.column().classes("gap-0 grow"):
+                        ui.label("Keep my images").classes("font-medium")
+                        ui.label("Store generated images in your gallery and return hosted links from the API."
+                                 if storage["enabled"] else "Storage is not available on your plan.") \
+                            .classes("text-xs studio-muted")
+                    self.storage = ui.switch(value=bool(prefs.get("storage", True))).mark("pref-storage")
+                    self.storage.enabled = storage["enabled"]
+                choices = model_choices(engine)
+                self.model = ui.select({c.spec.slug: c.label for c in choices if c.usable},
+                                       value=default_model(engine, choices, prefs.get("default_model")),
+                                       label="Default model").props("outlined options-dense").classes("w-full") \
+                    .mark("pref-model")
+                size = prefs.get("default_size", "1:1")
+                self.size = ui.select({k: v for k, v in SIZE_CHOICES.items() if k != "custom"},
+                                      value=size if size in SIZE_CHOICES and size != "custom" else "1:1",
+                                      label="Default size").props("outlined options-dense").classes("w-full") \
+                    .mark("pref-size")
+                ui.button("Save preferences", icon="save", on_click=self.save).props("unelevated no-caps") \
+                    .mark("save-preferences")
+            with card("Account", icon="person"):
+                with ui.column().classes("gap-0"):
+                    ui.label(user.name or user.email.split("@")[0]).classes("font-medium")
+                    ui.label(user.email + (" · administrator" if user.is_admin else "")) \
+                        .classes("text-sm studio-muted")
+                ui.label("Change password").classes("font-medium pt-2")
+                self.current = ui.input("Current password", password=True) \
+                    .props("outlined dense autocomplete=current-password").classes("w-full").mark("current-password")
+                self.new = ui.input("New password (8+ characters)", password=True) \
+                    .props("outlined dense autocomplete=new-password").classes("w-full").mark("new-password")
+                self.repeat = ui.input("Repeat new password", password=True) \
+                    .props("outlined dense autocomplete=new-password").classes("w-full").mark("repeat-password")
+                ui.button("Change password", icon="lock_reset", on_click=self.change_password) \
+                    .props("outline no-caps").mark("change-password")
+
+    def save(self) -> None:
+        if self.guard.user() is None:
+            return
+        save_preferences(self.engine, self.guard.user_id, storage=bool(self.storage.value),
+                         default_model=self.model.value, default_size=self.size.value)
+        ui.notify("Preferences saved.", type="positive")
+
+    async def change_password(self) -> None:
+        user = self.guard.user()
+        if user is None:
+            return
+        if (self.new.value or "") != (self.repeat.value or ""):
+            ui.notify("The new passwords don't match.", type="warning")
+            return
+        if not await asyncio.to_thread(verify_password, user.password_hash, self.current.value or ""):
+            ui.notify("The current password is wrong.", type="negative")
+            return
+        try:
+            password_hash = await asyncio.to_thread(hash_password, self.new.value or "")
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        with session_scope(self.engine.db) as session:
+            row = session.get(User, user.id)
+            row.password_hash = password_hash
+            session.add(row)
+            session.commit()
+        self.current.value = self.new.value = self.repeat.value = ""
+        ui.notify("Password changed.", type="positive")

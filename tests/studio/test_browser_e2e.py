@@ -1,0 +1,230 @@
+"""End to end in real headless Chromium: first run, sign in, generate with a tiny model, every page.
+
+Saves a screenshot of every page to docs/screenshots/ (the README shows them). Skipped when
+Debian's chromium and chromium-driver are not installed (.ci/run installs them).
+"""
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DESKTOP, PHONE = (1280, 860), (390, 844)
+EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
+
+pytestmark = pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
+                                reason="needs Debian's chromium and chromium-driver (installed by .ci/run)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, models_dir):
+    env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(tmp_path / "data"), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
+                        "IMAGESTUDIO_DEVICE": "cpu", "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd",
+                        "IMAGESTUDIO_ALLOW_DOWNLOADS": "false", "HF_HUB_OFFLINE": "1"}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level", "warning"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not start:\n" + proc.stdout.read())
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+                 f"--window-size={DESKTOP[0]},{DESKTOP[1]}", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+class Studio:
+    """Small helpers over the driver: find by data-testid, type, click, wait, screenshot."""
+
+    def __init__(self, driver, base: str):
+        self.driver, self.base = driver, base
+        self.viewport(*DESKTOP)
+
+    def wait(self, testid: str, timeout: float = 20, clickable: bool = False):
+        condition = EC.element_to_be_clickable if clickable else EC.visibility_of_element_located
+        try:
+            return self.until(condition((By.CSS_SELECTOR, f'[data-testid="{testid}"]')), timeout)
+        except TimeoutException:
+            raise AssertionError(f"no visible [data-testid={testid}] on {self.driver.current_url}") from None
+
+    def until(self, condition, timeout: float = 20):
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(condition)
+
+    def open(self, path: str, testid: str = "page-title"):
+        self.driver.get(self.base + path)
+        return self.wait(testid)
+
+    def field(self, testid: str):
+        """The <input>/<textarea> of a Quasar field (which puts data-testid on the native element itself)."""
+        element = self.wait(testid)
+        return element if element.tag_name in ("input", "textarea") else element.find_element(
+            By.CSS_SELECTOR, "input, textarea")
+
+    def type(self, testid: str, text: str) -> None:
+        field = self.field(testid)
+        field.clear()
+        field.send_keys(text)
+
+    def click(self, testid: str) -> None:
+        # A script click: a toast passing over the button must not swallow it.
+        self.driver.execute_script("arguments[0].click()", self.wait(testid, clickable=True))
+
+    def settle(self, pause: float = 0.25) -> None:
+        """Let fonts, images and transitions finish before a screenshot; toasts are left out of the picture."""
+        self.driver.execute_script(
+            "if (!document.getElementById('no-toasts')) document.head.insertAdjacentHTML('beforeend',"
+            " '<style id=\"no-toasts\">.q-notifications { display: none !important; }</style>')")
+        self.until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"), 10)
+        time.sleep(pause)
+
+    def viewport(self, width: int, height: int) -> None:
+        """Exactly this viewport (a window's size would include the browser's own frame)."""
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+    def screenshot(self, name: str, size=DESKTOP, full_page: bool = True) -> None:
+        self.viewport(*size)
+        if full_page:  # grow the viewport to the page's height (within reason) for one uncut picture
+            self.settle(pause=0.1)
+            height = self.driver.execute_script(
+                "return Math.max(...[...document.querySelectorAll('.q-layout')].map(e => e.scrollHeight))")
+            self.viewport(size[0], max(size[1], min(int(height), 2400)))
+        self.settle()
+        save_png(self.driver.get_screenshot_as_png(), SCREENSHOTS / f"{name}.png")
+        self.viewport(*size)
+
+
+def save_png(png: bytes, path: Path) -> None:
+    """A palette PNG: UI screenshots stay sharp at a fraction of the size."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(io.BytesIO(png)) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
+            .save(path, optimize=True)
+
+
+def test_first_run_sign_in_generate_and_every_page(server, browser):
+    started = time.time() - 1
+    studio = Studio(browser, server)
+
+    # A fresh install sends the browser to first run: the admin account is made here.
+    studio.open("/", "create-admin")
+    assert browser.current_url.endswith("/setup")
+    studio.type("name", "Ada Lovelace")
+    studio.type("email", EMAIL)
+    studio.type("password", PASSWORD)
+    studio.type("confirm", PASSWORD)
+    studio.screenshot("setup", full_page=False)
+    studio.click("create-admin")
+    studio.wait("prompt")
+
+    # Sign out, then sign in with email and password.
+    studio.click("account-menu")
+    studio.click("sign-out")
+    studio.wait("sign-in")
+    studio.type("email", EMAIL)
+    studio.type("password", PASSWORD)
+    studio.screenshot("login", full_page=False)
+    studio.click("sign-in")
+
+    # Generate with a tiny model and see the image.
+    studio.wait("prompt")
+    browser.execute_script("arguments[0].click()", studio.wait("builder").find_element(By.CSS_SELECTOR, ".q-item"))
+    studio.type("builder-subject", "a lighthouse on a cliff")
+    studio.click("enhance")
+    studio.until(lambda d: "lighthouse" in studio.field("prompt").get_attribute("value"))
+    browser.execute_script("arguments[0].click()", studio.wait("builder").find_element(By.CSS_SELECTOR, ".q-item"))
+    studio.click("generate")
+    image = studio.wait("result-image", timeout=60).find_element(By.TAG_NAME, "img")
+    studio.until(lambda d: d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth > 0", image))
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    studio.click("generate")  # a second picture for the gallery
+    studio.wait("earlier-result", timeout=60)  # the first one moves down to "Earlier"
+    studio.screenshot("generate")
+    studio.screenshot("generate-phone", size=PHONE)
+    studio.click("theme-toggle")  # system -> dark
+    studio.until(lambda d: "body--dark" in d.find_element(By.TAG_NAME, "body").get_attribute("class"))
+    studio.screenshot("generate-dark")
+    studio.click("theme-toggle")  # dark -> light
+    studio.click("theme-toggle")  # light -> system
+
+    # An API key, then one API call so usage and the request log have something to show.
+    studio.open("/keys")
+    studio.type("key-name", "wordpress-site")
+    studio.click("create-key")
+    key = studio.field("new-key").get_attribute("value")
+    assert key.startswith("sk_live_")
+    studio.click("close-key")
+    studio.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, '[data-testid="new-key"]')))
+    response = httpx.post(f"{server}/api/v1/generate", headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                          json={"prompt": "a red fox in snow", "model": "tiny-sdxl", "width": 256, "height": 256})
+    assert response.status_code == 200, response.text
+    studio.screenshot("keys")
+
+    studio.open("/gallery", "gallery-item")
+    studio.screenshot("gallery")
+    studio.click("gallery-item")
+    studio.wait("detail-image")
+    studio.screenshot("gallery-detail", full_page=False)
+
+    studio.open("/usage")
+    studio.screenshot("usage")
+    studio.open("/settings")
+    studio.screenshot("settings")
+    studio.open("/admin")
+    studio.screenshot("admin")
+    studio.click("tab-models")
+    studio.screenshot("admin-models")
+
+    # The README shows these pictures: each one was just taken.
+    readme = (SCREENSHOTS.parents[1] / "README.md").read_text()
+    for name in re.findall(r"docs/screenshots/([\w-]+)\.png", readme):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_mtime >= started, f"{name}.png was not taken"

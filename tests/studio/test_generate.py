@@ -1,0 +1,193 @@
+"""Generate: a tiny model's image on the page, metered like the API; prompt tools; result actions."""
+
+import pytest
+from sqlmodel import select
+
+from engine.admin import set_suspended
+from engine.db import session_scope
+from engine.models import ImageRecord, Workspace
+from studio.actions import seeds_for
+from tests.studio.conftest import USER_EMAIL, count, eventually, set_value, sign_in, value_of
+
+pytestmark = pytest.mark.anyio
+
+
+def images_of(engine, user_id) -> list[ImageRecord]:
+    with session_scope(engine.db) as session:
+        return list(session.exec(select(ImageRecord).where(ImageRecord.user_id == user_id)
+                                 .order_by(ImageRecord.created_at)).all())
+
+
+async def generate(user, prompt: str = "a red fox in the snow") -> None:
+    user.find(marker="prompt").clear().type(prompt)
+    user.find(marker="generate").click()
+    await eventually(lambda: count(user, "cancel") == 1, timeout=30)  # the run started
+    await eventually(lambda: count(user, "cancel") == 0, timeout=30)  # and is over
+    assert count(user, "result") == 1
+
+
+async def test_generate_with_a_tiny_model_shows_the_image_and_counts_against_the_plan(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sdxl")
+    await generate(user)
+    (image,) = user.find(marker="result-image").elements
+    assert image.source.startswith("data:image/png;base64,")
+    await user.should_see(content="tiny-sdxl · 256×256")
+    await user.should_see(content="saved to gallery")
+    (record,) = images_of(engine, member_account.id)
+    assert record.model == "tiny-sdxl" and record.prompt == "a red fox in the snow" and record.file_path
+    usage = engine.meter.usage(member_account.workspace_id)
+    assert usage["counts"]["day"] == (1, 1, 1)  # one request, one image, one credit: as through the API
+    with session_scope(engine.db) as session:
+        assert session.get(Workspace, member_account.workspace_id).credits == 10000 - 1
+
+
+async def test_several_images_with_a_locked_seed(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "seed", 42)
+    user.find(marker="seed-lock").click()
+    set_value(user, "count", 2)
+    set_value(user, "size", "custom")
+    set_value(user, "width", 320)
+    set_value(user, "height", 256)
+    await generate(user)
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2)
+    records = images_of(engine, member_account.id)
+    assert sorted(r.seed for r in records) == [42, 43]
+    assert {(r.width, r.height) for r in records} == {(320, 256)}
+    assert engine.meter.usage(member_account.workspace_id)["counts"]["day"] == (2, 2, 2)
+    assert value_of(user, "seed") == 42  # locked: stays for the next run
+
+
+async def test_random_seed_button_locks_a_new_seed(user, member_account):
+    await sign_in(user, USER_EMAIL)
+    assert value_of(user, "seed") is None
+    user.find(marker="seed-random").click()
+    assert value_of(user, "seed") is not None
+    await user.should_see(marker="seed-lock")
+
+
+async def test_builder_and_enhance_fill_the_prompt(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    user.find(marker="builder-subject").type("a red fox")
+    user.find(marker="builder-setting").type("a snowy birch forest")
+    user.find(marker="builder-lighting").type("soft golden hour")
+    user.find(marker="builder-apply").click()
+    assert value_of(user, "prompt").startswith("a red fox, in a snowy birch forest, soft golden hour")
+    set_value(user, "tone", "cinematic")
+    user.find(marker="enhance").click()
+    await eventually(lambda: "cinematic" in value_of(user, "prompt"))
+    await user.should_see("Prompt enhanced in a cinematic tone.")
+    assert engine.meter.usage(member_account.workspace_id)["counts"]["day"] == (1, 0, 0)  # free, but a request
+
+
+async def test_enhance_builds_from_the_builder_when_the_prompt_is_empty(user, member_account):
+    await sign_in(user, USER_EMAIL)
+    user.find(marker="builder-subject").type("a lighthouse")
+    user.find(marker="enhance").click()
+    await eventually(lambda: (value_of(user, "prompt") or "").startswith("a lighthouse,"))
+
+
+async def test_result_actions_reuse_remove_background_and_edit(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    await generate(user, "a teapot on a table")
+    first = images_of(engine, member_account.id)[0]
+
+    user.find(marker="prompt").clear().type("something else")
+    user.find(marker="reuse").click()
+    assert value_of(user, "prompt") == "a teapot on a table" and value_of(user, "seed") == first.seed
+
+    user.find(marker="copy-seed").click()
+    await user.should_see(f"Seed {first.seed} copied.")
+
+    user.find(marker="download").click()
+    response = await user.download.next()
+    assert response.content.startswith(b"\x89PNG")
+
+    user.find(marker="remove-bg").click()
+    await eventually(lambda: any(r.kind == "remove_background" for r in images_of(engine, member_account.id)), 30)
+    await user.should_see(content="remove background · rembg:")
+
+    user.find(marker="edit").click()  # on the cut-out, now the newest result
+    await user.should_see(marker="edit-source")
+    user.find(marker="prompt").clear().type("the same, in blue")
+    user.find(marker="generate").click()
+    await eventually(lambda: any(r.kind == "edit" for r in images_of(engine, member_account.id)), 30)
+    await user.should_see(content="edit · tiny-sd")
+    user.find(marker="clear-edit").click()
+    await user.should_not_see(marker="edit-source")
+
+
+async def test_reuse_from_the_gallery_link(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    await generate(user, "a castle at night")
+    record = images_of(engine, member_account.id)[0]
+    await user.open(f"/?reuse={record.id}")
+    await user.should_see(marker="prompt")
+    assert value_of(user, "prompt") == "a castle at night" and value_of(user, "seed") == record.seed
+
+
+async def test_unavailable_models_are_listed_with_the_reason(user, member_account):
+    await sign_in(user, USER_EMAIL)
+    (model,) = user.find(marker="model").elements
+    assert "FLUX.2 [pro] · unavailable" in model.options.values()
+    assert "Tiny SD (offline test model) · ready" in model.options.values()
+    user.find(marker="all-models").click()
+    with user.scope(marker="models-dialog"):
+        await user.should_see(content="Lucid Origin")
+        await user.should_see(content="proprietary model with no open weights; it can only run on its vendor's "
+                                      "service (Leonardo.Ai)")
+    set_value(user, "model", "flux-2-pro")
+    await user.should_see(content="proprietary model with no open weights")
+    (button,) = user.find(marker="generate").elements
+    assert not button.enabled
+
+
+async def test_a_suspended_account_cannot_generate(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    with session_scope(engine.db) as session:
+        set_suspended(session, member_account.workspace_id, True)
+    user.find(marker="prompt").type("a boat")
+    user.find(marker="generate").click()
+    await user.should_see("this account is suspended", retries=30)
+    assert images_of(engine, member_account.id) == []
+
+
+async def test_cancel_stops_the_run_and_charges_nothing(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    engine.worker.stop()  # nothing runs: the job waits in the queue until cancelled
+    engine.worker = type(engine.worker)()  # a fresh worker that is never started
+    user.find(marker="prompt").type("a slow picture")
+    user.find(marker="generate").click()
+    await user.should_see(marker="cancel", retries=30)
+    user.find(marker="cancel").click()
+    await user.should_see("Cancelled.", retries=30)
+    assert images_of(engine, member_account.id) == []
+    assert engine.meter.usage(member_account.workspace_id)["counts"]["day"] == (0, 0, 0)
+
+
+def test_seeds_for_a_locked_seed_count_up():
+    assert seeds_for(3, 7, locked=True) == [7, 8, 9]
+    assert seeds_for(2, 2**32 - 1, locked=True) == [2**32 - 1, 0]
+    assert len(set(seeds_for(5, 7, locked=False))) == 5
+
+
+async def test_edit_an_uploaded_image(user, engine, member_account):
+    import io
+
+    from nicegui import ui
+    from nicegui.elements.upload_files import SmallFileUpload
+    from PIL import Image
+
+    await sign_in(user, USER_EMAIL)
+    (upload,) = user.find(kind=ui.upload).elements
+    await upload.handle_uploads([SmallFileUpload(name="notes.txt", content_type="text/plain", _data=b"not a picture")])
+    await user.should_see("input_image", retries=20)  # refused, with the reason
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), "teal").save(buffer, format="PNG")
+    await upload.handle_uploads([SmallFileUpload(name="teal.png", content_type="image/png", _data=buffer.getvalue())])
+    await user.should_see(marker="edit-source", retries=20)
+    await user.should_see(content="344 × 256 px")  # an edit keeps the picture's 4:3 shape
+    user.find(marker="prompt").type("the same, at night")
+    user.find(marker="generate").click()
+    await eventually(lambda: [r.kind for r in images_of(engine, member_account.id)] == ["edit"], 30)

@@ -1,0 +1,63 @@
+"""API keys: created and shown once, listed by prefix, revoked; snippets for this server."""
+
+import pytest
+
+from engine.accounts import list_api_keys
+from engine.db import session_scope
+from tests.studio.conftest import USER_EMAIL, sign_in, value_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_use_and_revoke_a_key(user, api, engine, member_account):
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    await user.should_see("No keys yet")
+    user.find(marker="key-name").type("my-wordpress-site")
+    user.find(marker="create-key").click()
+    await user.should_see(marker="new-key-dialog")
+    await user.should_see(content="only time the full key is shown")
+    full_key = value_of(user, "new-key")
+    assert full_key.startswith("sk_live_") and len(full_key) > 40
+    user.find(marker="copy-key").click()
+    await user.should_see("Key copied.")
+    user.find(marker="close-key").click()
+
+    with session_scope(engine.db) as session:
+        (key,) = list_api_keys(session, member_account.id)
+    assert key.name == "my-wordpress-site" and full_key not in key.key_hash
+    await user.should_see(content=f"sk_live_{key.prefix}…")
+    await user.should_see(content="last used never")
+
+    headers = {"Authorization": f"Bearer {full_key}"}
+    assert (await api.get("/api/v1/usage", headers=headers)).status_code == 200
+
+    user.find(marker=f"revoke-{key.prefix}").click()
+    await user.should_see(f"Revoke sk_live_{key.prefix}…?")
+    user.find(marker="confirm-revoke").click()
+    await user.should_see(f"Revoked sk_live_{key.prefix}….")
+    await user.should_see(content="revoked")
+    response = await api.get("/api/v1/usage", headers=headers)
+    assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
+
+
+async def test_snippets_use_this_servers_url(user, engine, member_account):
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    await user.should_see(content="http://test/api/v1")
+    for marker in ("snippet-bash", "snippet-javascript", "snippet-php"):
+        (code,) = user.find(marker=marker).elements
+        assert "http://test/api/v1/generate" in code.content and "IMAGESTUDIO_API_KEY" in code.content
+    (php,) = user.find(marker="snippet-php").elements
+    assert "wp_remote_post" in php.content
+
+
+async def test_snippets_prefer_the_configured_public_url(user, engine, member_account):
+    engine.settings.public_url = "https://images.example.com/"
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    await user.should_see(content="https://images.example.com/api/v1")
+
+
+async def test_key_names_are_limited(user, member_account):
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    user.find(marker="key-name").type("x" * 101)
+    user.find(marker="create-key").click()
+    await user.should_see("key name must be at most 100 characters")
