@@ -123,13 +123,13 @@ def supports_preview(spec: ModelSpec) -> bool:
 
 
 def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
-    """A small JPEG of one image's latents (shape 4×h×w), approximated without the VAE."""
+    """A small PNG of one image's latents (shape 4×h×w), approximated without the VAE."""
     factors, bias = _LATENT_RGB[spec.family]
     weights = torch.tensor(factors, dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latents.detach().float().cpu(), weights) + torch.tensor(bias)
     pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=70)
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

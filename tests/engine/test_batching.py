@@ -182,4 +182,4 @@ def test_progress_and_previews_reach_the_task(engine):
     task.future.result(30)
     assert (task.step, task.total) == (3, 3)
     preview = Image.open(io.BytesIO(task.preview))
-    assert preview.format == "JPEG" and preview.size == (32, 32)  # one pixel per latent
+    assert preview.format == "PNG" and preview.size == (32, 32)  # one pixel per latent
