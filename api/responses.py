@@ -146,3 +146,28 @@ def _forget(engine: ImageEngine, user_id: str, key: str) -> None:
         if row is not None:
             session.delete(row)
             session.commit()
+
+
+def wants_async(request: Request, run_async: bool) -> bool:
+    return run_async or "respond-async" in request.headers.get("prefer", "").lower()
+
+
+async def respond_with_image(request: Request, engine: ImageEngine, admission: Admission, task, *, storage: dict,
+                             cost: int, run_async: bool, **extra) -> JSONResponse:
+    """Answer 202 with the job at once (async mode; the charge is settled when the job ends), or wait for the
+    image and answer with it."""
+    if wants_async(request, run_async):
+        admission.deferred = True
+
+        def settle(future) -> None:
+            if not future.cancelled() and future.exception() is None:
+                admission.succeeded(images=1, credits=cost)
+            engine.meter.settle(admission)
+
+        task.future.add_done_callback(settle)
+        status_url = f"/api/v1/jobs/{task.id}"
+        return ok({"job_id": task.id, "status": "queued", "status_url": status_url}, status=202,
+                  headers={"Location": status_url})
+    result = await asyncio.wrap_future(task.future)
+    admission.succeeded(images=1, credits=cost)
+    return ok(image_payload(result, request, engine, storage, credits_used=cost, **extra))

@@ -46,7 +46,8 @@ class GenerateRequest(BaseModel):
     run_async: bool = Field(default=False, alias="async",
                             description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")
 
-    model_config = ConfigDict(populate_by_name=True)
+    # Unknown fields are refused (422), as in batch items: a typo like `negativePrompt` must not pass silently.
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", str_strip_whitespace=True)
 
 
 class StorageInfo(BaseModel):

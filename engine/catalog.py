@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from engine.db import session_scope
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -38,12 +38,25 @@ class Settings(BaseSettings):
     cors_strict: bool = Field(
         default=False, validation_alias=AliasChoices("CORS_PUBLIC_API_STRICT_ORIGINS", "IMAGESTUDIO_CORS_STRICT"),
         description="Only the origins in cors_origins may call the public API from a browser.")
-    cors_origins: list[str] = Field(default_factory=list, description="Allowed origins in strict CORS mode.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed origins in strict CORS mode (comma-separated or a JSON list).")
     jwt_ttl_minutes: int = Field(default=60 * 12, ge=1)
     allow_private_fetch: bool = Field(default=False, description="Let input_image URLs reach private addresses.")
     studio_enabled: bool = True
     secret_key: str | None = Field(default=None, description="Signs JWTs and links; generated into data_dir if unset.")
     max_body_bytes: int = 16 * 1024 * 1024
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @property
     def models_dir(self) -> Path:

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from engine.db import session_scope
 from engine.errors import Forbidden, InsufficientCredits, RateLimited
-from engine.models import Plan, UsageCounter, Workspace
+from engine.models import PendingCharge, Plan, UsageCounter, Workspace
 
 WINDOWS = ("minute", "day", "month")
 _PLAN_FIELD = {"minute": "requests_per_minute", "day": "requests_per_day", "month": "requests_per_month"}
@@ -48,6 +48,7 @@ class Admission:
     credits: int
     periods: dict[str, tuple[str, int]]
     remaining: dict[str, int]  # per window, after this admission
+    charge_id: str = ""  # the PendingCharge row that stands for this admission until it is settled
     ok_requests: int = 0
     images: int = 0
     credits_used: int = 0
@@ -150,9 +151,13 @@ class Meter:
                     balance = conn.execute(text("SELECT credits FROM workspace WHERE id = :ws"),
                                            {"ws": workspace_id}).scalar()
                     session.rollback()
-                    raise InsufficientCredits(f"this request costs {credits} credits and the balance is {balance}")
+                    raise InsufficientCredits(f"this request costs {credits} credit{'s' if credits != 1 else ''} "
+                                              f"and the balance is {balance}")
+            charge = PendingCharge(workspace_id=workspace_id, requests=requests, credits=credits,
+                                   periods={w: periods[w][0] for w in WINDOWS})
+            session.add(charge)
             session.commit()
-        return Admission(workspace_id, plan, requests, credits, periods, remaining)
+        return Admission(workspace_id, plan, requests, credits, periods, remaining, charge_id=charge.id)
 
     @staticmethod
     def _grant_monthly_credits(conn, workspace_id: str, plan: Plan, month: str) -> None:
@@ -168,22 +173,37 @@ class Meter:
             return
         admission.settled = True
         try:
-            refund_requests = admission.requests - admission.ok_requests
-            refund_credits = admission.credits - admission.credits_used
-            with session_scope(self._db) as session:
-                conn = session.connection()
-                for window in WINDOWS:
-                    conn.execute(text(
-                        "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
-                        "credits = credits - :c WHERE workspace_id = :ws AND window = :window AND period = :period"),
-                        {"r": refund_requests, "i": admission.images, "c": refund_credits,
-                         "ws": admission.workspace_id, "window": window, "period": admission.periods[window][0]})
-                if refund_credits:
-                    conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
-                                 {"c": refund_credits, "ws": admission.workspace_id})
-                session.commit()
+            self._settle_units(admission.charge_id, admission.workspace_id,
+                               {w: admission.periods[w][0] for w in WINDOWS},
+                               refund_requests=admission.requests - admission.ok_requests,
+                               refund_credits=admission.credits - admission.credits_used, images=admission.images)
         finally:
             self._release(admission.workspace_id)
+
+    def _settle_units(self, charge_id: str, workspace_id: str, periods: dict[str, str], *, refund_requests: int,
+                      refund_credits: int, images: int) -> None:
+        with session_scope(self._db) as session:
+            conn = session.connection()
+            for window in WINDOWS:
+                conn.execute(text(
+                    "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
+                    "credits = credits - :c WHERE workspace_id = :ws AND window = :window AND period = :period"),
+                    {"r": refund_requests, "i": images, "c": refund_credits, "ws": workspace_id,
+                     "window": window, "period": periods[window]})
+            if refund_credits:
+                conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
+                             {"c": refund_credits, "ws": workspace_id})
+            conn.execute(text("DELETE FROM pendingcharge WHERE id = :id"), {"id": charge_id})
+            session.commit()
+
+    def refund_abandoned(self) -> int:
+        """Give back every admission a crashed process never settled (call at start-up, before any work)."""
+        with session_scope(self._db) as session:
+            charges = session.exec(select(PendingCharge)).all()
+        for charge in charges:
+            self._settle_units(charge.id, charge.workspace_id, charge.periods, refund_requests=charge.requests,
+                               refund_credits=charge.credits, images=0)
+        return len(charges)
 
     def _release(self, workspace_id: str) -> None:
         with self._active_lock:

@@ -188,3 +188,15 @@ class IdempotencyRecord(SQLModel, table=True):
     status: int | None = None  # None while the first request is still running
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingCharge(SQLModel, table=True):
+    """Units an admission took and has not settled yet. Written in the admission's transaction and removed
+    in the settlement's, so after a crash the rows left here are exactly what must be given back."""
+
+    id: str = Field(default_factory=lambda: new_id("chg"), primary_key=True)
+    workspace_id: str = Field(index=True)
+    requests: int
+    credits: int
+    periods: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

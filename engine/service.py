@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from engine.accounts import ensure_default_plans, plan_for
+from engine.accounts import authenticate_password, ensure_default_plans, plan_for
 from engine.catalog import Catalog
 from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
@@ -90,6 +90,7 @@ class ImageEngine:
         max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
         self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
         self.started_at = time.time()
+        self._recovered = False
         self._background_remover = None
         self._enhancer = None
         self.text_model_http = None  # an httpx.Client for the text model endpoint; None: the enhancer makes one
@@ -108,8 +109,12 @@ class ImageEngine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        self.recover_interrupted_jobs()
-        self.store.remove_partial_files()
+        """Recover from an earlier crash (once per process, before any work), then start the worker."""
+        if not self._recovered:
+            self._recovered = True
+            self.recover_interrupted_jobs()
+            self.meter.refund_abandoned()  # what the interrupted jobs had reserved
+            self.store.remove_partial_files()
         self.worker.start()
 
     def stop(self) -> None:
@@ -156,6 +161,14 @@ class ImageEngine:
         except EngineError as exc:
             self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
+
+    def sign_in(self, email: str, password: str, address: str) -> User:
+        """Email + password sign-in for the API and the studio alike, throttled against guessing."""
+        stamp = self.login_throttle.attempt(email, address)
+        with session_scope(self.db) as session:
+            user = authenticate_password(session, email, password)  # a failure stays counted
+        self.login_throttle.succeeded(email, address, stamp)
+        return user
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a queued job at once (recorded as cancelled) or a running one at its next step."""
@@ -338,7 +351,7 @@ class ImageEngine:
         except Exception as exc:  # health must report, not raise
             checks["database"] = {"status": "error", "detail": exc.__class__.__name__}
         checks["storage"] = {"status": "ok" if self.store.writable() else "error",
-                             "enabled": self.settings.storage_enabled}
+                             "enabled": bool(self.runtime.get("storage_enabled"))}
         checks["device"] = {"status": "ok", "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
                             "loaded_models": [p.spec.slug for p in self.pipelines.loaded()],
                             "loaded_bytes": self.pipelines.used_bytes(),

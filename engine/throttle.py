@@ -1,4 +1,8 @@
-"""Slows password guessing: after a few failures for one email or address, sign-in waits."""
+"""Slows password guessing: after a few failures for one email (or many from one address), sign-in waits.
+
+An attempt is counted *before* the password is checked, under one lock, so parallel guesses can't all
+slip through while the (deliberately slow) password hash runs. A success then forgives its own attempt.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +13,37 @@ from engine.errors import RateLimited
 
 
 class LoginThrottle:
-    def __init__(self, max_failures: int = 5, window_s: int = 900):
-        self.max_failures = max_failures
+    def __init__(self, max_per_email: int = 5, max_per_address: int = 50, window_s: int = 900):
+        # An address gets more room than an email: many people may share one proxy or office address.
+        self.limits = {"email": max_per_email, "address": max_per_address}
         self.window_s = window_s
-        self._failures: dict[str, list[float]] = {}
+        self._attempts: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        stamps = [t for t in self._failures.get(key, []) if now - t < self.window_s]
-        self._failures[key] = stamps
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        stamps = [t for t in self._attempts.get(key, []) if now - t < self.window_s]
+        self._attempts[key] = stamps
         return stamps
 
-    def check(self, *keys: str) -> None:
+    def attempt(self, email: str, address: str) -> float:
+        """Count one sign-in attempt, or raise RateLimited; returns the attempt's stamp for ``forgive``."""
         now = time.monotonic()
+        keys = (("email", email.strip().lower()), ("address", address))
         with self._lock:
             for key in keys:
                 stamps = self._recent(key, now)
-                if len(stamps) >= self.max_failures:
+                if len(stamps) >= self.limits[key[0]]:
                     retry = int(self.window_s - (now - stamps[0])) + 1
                     raise RateLimited("too many failed sign-in attempts; try again later", retry_after=retry,
                                       limit="sign-in")
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
             for key in keys:
-                self._recent(key, now).append(now)
+                self._attempts[key].append(now)
+        return now
 
-    def succeeded(self, *keys: str) -> None:
+    def succeeded(self, email: str, address: str, stamp: float) -> None:
+        """A right password clears the email's failures and takes back this attempt from the address."""
         with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+            self._attempts.pop(("email", email.strip().lower()), None)
+            stamps = self._attempts.get(("address", address), [])
+            if stamp in stamps:
+                stamps.remove(stamp)

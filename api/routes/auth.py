@@ -3,11 +3,10 @@
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, EngineDep, SessionDep
+from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, ok
 from api.schemas import Envelope
-from engine.accounts import authenticate_password, create_access_token
-from engine.errors import Unauthenticated
+from engine.accounts import create_access_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -36,16 +35,9 @@ class MeData(SessionUser):
 
 
 @router.post("/login", response_model=Envelope[LoginData], responses=error_responses(400, 401, 413, 429))
-def login(body: LoginRequest, request: Request, engine: EngineDep, session: SessionDep):
+def login(body: LoginRequest, request: Request, engine: EngineDep):
     """Returns `access_token` (send as `Authorization: Bearer …`), `token_type` and `expires_in` seconds."""
-    keys = (f"email:{body.email.strip().lower()}", f"ip:{request.client.host if request.client else '?'}")
-    engine.login_throttle.check(*keys)
-    try:
-        user = authenticate_password(session, body.email, body.password)
-    except Unauthenticated:
-        engine.login_throttle.failed(*keys)
-        raise
-    engine.login_throttle.succeeded(keys[0])
+    user = engine.sign_in(body.email, body.password, request.client.host if request.client else "?")
     ttl = engine.settings.jwt_ttl_minutes
     token = create_access_token(user, engine.settings.resolved_secret_key(), ttl)
     return ok({"access_token": token, "token_type": "bearer", "expires_in": ttl * 60,

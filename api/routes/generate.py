@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
-from api.responses import error_responses, idempotent, image_payload, metered, ok
+from api.responses import error_responses, idempotent, image_payload, metered, ok, respond_with_image, wants_async
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.errors import EngineError, InvalidRequest
 from engine.generation import GenerationParams, ResolvedParams
@@ -25,10 +25,6 @@ router = APIRouter(prefix="/generate", tags=["generate"])
 ERROR_STATUSES = (400, 401, 402, 403, 409, 413, 422, 429, 500, 503, 507)
 RESPONSES = {202: {"model": Envelope[JobAccepted], "description": "Accepted (async mode): poll the job"},
              **error_responses(*ERROR_STATUSES)}
-
-
-def wants_async(request: Request, body: GenerateRequest) -> bool:
-    return body.run_async or "respond-async" in request.headers.get("prefer", "").lower()
 
 
 @router.post("", response_model=Envelope[ImageData] | Envelope[BatchData], responses=RESPONSES)
@@ -79,23 +75,10 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
 
     async def work(admission: Admission):
         task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=kind)
-        if wants_async(request, body):
-            admission.deferred = True
-            task.future.add_done_callback(lambda future: _settle_job(engine, admission, future, cost))
-            status_url = f"/api/v1/jobs/{task.id}"
-            return ok(JobAccepted(job_id=task.id, status="queued", status_url=status_url), status=202,
-                      headers={"Location": status_url})
-        result = await asyncio.wrap_future(task.future)
-        admission.succeeded(images=1, credits=cost)
-        return ok(image_payload(result, request, engine, storage, variant=kind, credits_used=cost))
+        return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
+                                        run_async=body.run_async, variant=kind)
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
-
-
-def _settle_job(engine: ImageEngine, admission: Admission, future, cost: int) -> None:
-    if not future.cancelled() and future.exception() is None:
-        admission.succeeded(images=1, credits=cost)
-    engine.meter.settle(admission)
 
 
 async def _batch(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
@@ -104,7 +87,7 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
     if len(body.items) > limit:
         raise InvalidRequest(f"a batch may hold at most {limit} items on the {account.plan.name} plan",
                              field="items")
-    if wants_async(request, body):
+    if wants_async(request, body.run_async):
         raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
     defaults = body.model_dump(exclude={"items", "run_async"}, exclude_unset=True)
     planned: list[tuple[ResolvedParams, int] | dict] = []  # per item: (params, credits) or an error

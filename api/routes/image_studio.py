@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import error_responses, idempotent, image_payload, metered, ok
-from api.routes.generate import RESPONSES, _settle_job
+from api.responses import error_responses, idempotent, metered, ok, respond_with_image
+from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhanced_payload
-from api.schemas import Envelope, ImageData, JobAccepted
+from api.schemas import Envelope, ImageData
 from engine.generation import ASPECT_RATIOS, GenerationParams, size_for_aspect, size_like
 from engine.inputs import InputLimits, parse_image_input
 from engine.metering import Admission
@@ -69,8 +69,12 @@ async def image_studio(request: Request, body: ImageStudioRequest, account: Acco
     background-removal intent is routed to background removal automatically."""
     if body.prompt is None and not (body.input_image and wants_background_removal(body)):
         raise RequestValidationError([{"loc": ("body", "prompt"), "msg": "Field required", "type": "missing"}])
-    if body.action == "edit" and not body.input_image:
-        raise RequestValidationError([{"loc": ("body", "input_image"), "msg": "Field required for edit",
+    if body.action in ("edit", "remove_background") and not body.input_image:
+        raise RequestValidationError([{"loc": ("body", "input_image"), "msg": f"Field required for {body.action}",
+                                       "type": "missing"}])
+    if (body.width is None) != (body.height is None):
+        missing = "height" if body.height is None else "width"
+        raise RequestValidationError([{"loc": ("body", missing), "msg": "width and height go together",
                                        "type": "missing"}])
 
     async def produce():
@@ -107,7 +111,9 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
     async def work(admission: Admission):
         task = engine.submit_background_removal(account.user, image, prompt=body.prompt or "",
                                                 store=storage["store"])
-        return await _finish(request, body, engine, admission, task, storage, cost, "remove_background")
+        return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
+                                        run_async=body.run_async, action="remove_background",
+                                        variant="remove_background")
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
@@ -132,20 +138,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
     async def work(admission: Admission):
         task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=action,
                                         init_image=image, strength=body.strength)
-        return await _finish(request, body, engine, admission, task, storage, cost, action)
+        return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
+                                        run_async=body.run_async, action=action, variant=action)
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
-
-
-async def _finish(request: Request, body: ImageStudioRequest, engine: ImageEngine, admission: Admission, task,
-                  storage: dict, cost: int, action: str):
-    if body.run_async or "respond-async" in request.headers.get("prefer", "").lower():
-        admission.deferred = True
-        task.future.add_done_callback(lambda future: _settle_job(engine, admission, future, cost))
-        status_url = f"/api/v1/jobs/{task.id}"
-        return ok(JobAccepted(job_id=task.id, status="queued", status_url=status_url), status=202,
-                  headers={"Location": status_url})
-    result = await asyncio.wrap_future(task.future)
-    admission.succeeded(images=1, credits=cost)
-    return ok({"action": action, **image_payload(result, request, engine, storage, variant=action,
-                                                 credits_used=cost)})

@@ -6,7 +6,6 @@ import asyncio
 
 from nicegui import ui
 
-from engine.accounts import authenticate_password
 from engine.admin import create_first_admin, needs_first_run
 from engine.db import session_scope
 from engine.errors import EngineError
@@ -33,18 +32,13 @@ def register(engine: ImageEngine) -> None:
         ip = ui.context.client.ip or "?"
 
         async def submit() -> None:
-            keys = (f"email:{(email.value or '').strip().lower()}", f"ip:{ip}")
             try:
-                engine.login_throttle.check(*keys)
-                user = await asyncio.to_thread(_authenticate, engine, email.value or "", password.value or "")
+                user = await asyncio.to_thread(engine.sign_in, email.value or "", password.value or "", ip)
             except EngineError as exc:
-                if exc.code == "unauthorized":
-                    engine.login_throttle.failed(*keys)
                 error.text = exc.message
                 error.visible = True
                 password.value = ""
                 return
-            engine.login_throttle.succeeded(keys[0])
             auth.sign_in(user)
             ui.navigate.to(target)
 
@@ -101,11 +95,6 @@ def register(engine: ImageEngine) -> None:
             error.visible = False
             ui.button("Create admin account", on_click=submit).props("unelevated no-caps").classes("w-full") \
                 .mark("create-admin").props("data-testid=create-admin")
-
-
-def _authenticate(engine: ImageEngine, email: str, password: str):
-    with session_scope(engine.db) as session:
-        return authenticate_password(session, email, password)
 
 
 def _create_admin(engine: ImageEngine, email: str, password: str, name: str):

@@ -128,7 +128,6 @@ def test_bad_json_unknown_and_unavailable_models(client, auth):
 
 
 def test_generation_records_and_files(client, pro_auth, engine):
-    from sqlmodel import select
 
     from engine.db import session_scope
     from engine.models import ImageRecord, Job

@@ -157,3 +157,15 @@ def test_insufficient_credits_message(engine):
     ws = workspace_on(engine, make_plan(engine), credits=1)
     with pytest.raises(InsufficientCredits, match="costs 2 credits and the balance is 1"):
         engine.meter.admit(ws, credits=2)
+
+
+def test_admissions_left_by_a_crash_are_given_back(engine):
+    ws = workspace_on(engine, make_plan(engine), credits=10)
+    engine.meter.admit(ws, requests=2, credits=4)  # never settled: the process "died" here
+    with session_scope(engine.db) as session:
+        assert session.get(Workspace, ws).credits == 6
+    assert engine.meter.refund_abandoned() == 1
+    with session_scope(engine.db) as session:
+        assert session.get(Workspace, ws).credits == 10
+    assert engine.meter.usage(ws)["counts"]["day"] == (0, 0, 0)
+    assert engine.meter.refund_abandoned() == 0

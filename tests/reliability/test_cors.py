@@ -69,9 +69,9 @@ def test_preflight_allows_bearer_auth_but_never_credentials(client):
 
 def test_cookies_never_authenticate_the_api(client, engine):
     """Whatever a browser would attach by itself (cookies) is ignored: only an Authorization header counts."""
-    user, _ = make_user(engine, "cookie@example.com")
-    set_user(engine, user, password_hash=hash_password(PASSWORD))
-    token = client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).json()["data"]
+    owner, _ = make_user(engine, "cookie@example.com")
+    set_user(engine, owner, password_hash=hash_password(PASSWORD))
+    token = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD}).json()["data"]
     jwt = token["access_token"]
     for name in ("imagestudio_session", "session", "access_token", "Authorization", "token"):
         client.cookies.clear()

@@ -106,8 +106,6 @@ def test_no_half_written_or_unrecorded_file_is_left(crashed):
     assert not [f for f in files if not f.endswith(".png") and f != "secret_key"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: an admission is only settled by the process that made it, "
-                   "so a crash keeps the job's reserved credit and request (fix described in docs/reliability.md)")
 def test_the_interrupted_job_costs_nothing(crashed):
     before, during, after = crashed["usage_before"], crashed["usage_during"], crashed["usage_after"]
     assert during["credits"]["balance"] == before["credits"]["balance"] - 1  # reserved while it ran
