@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (done, total)
 
+# diffusers imports its classes lazily, and two threads importing the same one at once can see a half-made
+# module: every class lookup goes through this lock.
+_IMPORT_LOCK = threading.Lock()
+
+
+def diffusers_class(name: str):
+    with _IMPORT_LOCK:
+        import diffusers
+
+        return getattr(diffusers, name)
+
 
 class WeightsState:
     LOADED = "loaded"  # in memory now
@@ -41,15 +52,13 @@ class LoadedPipeline:
     def edit_pipe(self):
         """The image-to-image variant, sharing this pipeline's modules (no extra memory)."""
         if self._edit_pipe is None:
-            import diffusers
-
             cls_name = self.spec.edit_pipeline_class
             if cls_name is None:
                 raise ModelUnavailable(f"model '{self.spec.slug}' has no image-to-image pipeline")
             if cls_name == type(self.pipe).__name__:
                 self._edit_pipe = self.pipe
             else:
-                self._edit_pipe = getattr(diffusers, cls_name).from_pipe(self.pipe)
+                self._edit_pipe = diffusers_class(cls_name).from_pipe(self.pipe)
         return self._edit_pipe
 
 
@@ -183,11 +192,9 @@ class PipelineManager:
         return spec.repo_id, not self.downloads_possible()
 
     def _load(self, spec: ModelSpec) -> LoadedPipeline:
-        import diffusers
-
         source, local_only = self._source(spec)
         started = time.perf_counter()
-        pipeline_cls = getattr(diffusers, spec.pipeline_class)
+        pipeline_cls = diffusers_class(spec.pipeline_class)
         try:
             pipe = pipeline_cls.from_pretrained(source, dtype=self.dtype, local_files_only=local_only)
         except (OSError, EnvironmentError) as exc:
@@ -196,7 +203,7 @@ class PipelineManager:
         if spec.unet_weights:
             self._swap_unet(pipe, spec, local_only)
         if spec.scheduler:
-            scheduler_cls = getattr(diffusers, spec.scheduler)
+            scheduler_cls = diffusers_class(spec.scheduler)
             pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **spec.scheduler_config)
         pipe.set_progress_bar_config(disable=True)
         resident = self._place(pipe, spec)

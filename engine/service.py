@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from engine.accounts import authenticate_password, ensure_default_plans, plan_for
-from engine.catalog import Catalog
+from engine.catalog import FAMILY_PIPELINES, Catalog
 from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
@@ -24,13 +25,18 @@ from engine.generation import (GenerationParams, ResolvedParams, check_inputs, e
 from engine.gallery import Gallery
 from engine.metering import Meter
 from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
-from engine.pipelines import PipelineManager
+from engine.pipelines import PipelineManager, diffusers_class
 from engine.runtime_settings import RuntimeSettings
 from engine.storage import ImageStore
 from engine.throttle import LoginThrottle
 from engine.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
+
+
+def _preload_pipeline_modules() -> None:
+    for name in sorted({pipeline for pair in FAMILY_PIPELINES.values() for pipeline in pair if pipeline}):
+        diffusers_class(name)
 
 
 def job_result(result: GenerationResult) -> dict:
@@ -115,6 +121,9 @@ class ImageEngine:
             self.recover_interrupted_jobs()
             self.meter.refund_abandoned()  # what the interrupted jobs had reserved
             self.store.remove_partial_files()
+            # diffusers and transformers take seconds to import: do it now in the background, not in the
+            # first request. The server is ready meanwhile; a request that comes sooner just waits for it.
+            threading.Thread(target=_preload_pipeline_modules, name="imagestudio-preload", daemon=True).start()
         self.worker.start()
 
     def stop(self) -> None:
