@@ -63,12 +63,9 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-class ImageData(BaseModel):
-    id: str
-    job_id: str
-    image: str = Field(description="The PNG: a data URL (data:image/png;base64,…), or its hosted URL when stored")
-    image_url: str = Field(description="Same as `image`")
-    format: str = "png"
+class GenerationInfo(BaseModel):
+    """The parameters an image was made with (shared by every image-bearing response)."""
+
     model: str
     prompt: str
     negative_prompt: str | None
@@ -78,6 +75,17 @@ class ImageData(BaseModel):
     guidance_scale: float
     seed: int
     duration_ms: int
+
+
+class ImageLinks(GenerationInfo):
+    id: str
+    job_id: str
+    image: str = Field(description="The PNG: a data URL (data:image/png;base64,…), or its hosted URL when stored")
+    image_url: str = Field(description="Same as `image`")
+    format: str = "png"
+
+
+class ImageData(ImageLinks):
     storage: StorageInfo
     variant: str = "generate"
     credits_used: int = 0

@@ -74,35 +74,41 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(data_dir: Path, models_dir: Path, extra_env: dict | None = None, timeout: float = 120):
-    """`imagestudio serve` in a subprocess on a free loopback port; yields (base_url, process, seconds_to_ready)."""
+    """`imagestudio serve` in a subprocess on a free 127.0.0.1 port; yields (base_url, process, seconds_to_ready).
+
+    Its output goes to a file beside the data dir: a pipe nobody reads fills up under load and stalls it.
+    """
     port = free_port()
     env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(data_dir), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
-                        "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd", "IMAGESTUDIO_STUDIO_ENABLED": "false",
-                        "IMAGESTUDIO_ALLOW_DOWNLOADS": "false", "IMAGESTUDIO_SECRET_KEY": "bench",
-                        "HF_HUB_OFFLINE": "1"} | (extra_env or {})
+                        "IMAGESTUDIO_HOST": "127.0.0.1", "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd",
+                        "IMAGESTUDIO_STUDIO_ENABLED": "false", "IMAGESTUDIO_ALLOW_DOWNLOADS": "false",
+                        "IMAGESTUDIO_SECRET_KEY": "bench", "HF_HUB_OFFLINE": "1"} | (extra_env or {})
+    log_path = data_dir.parent / "server.log"
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level",
-                             "warning"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level",
+                                 "warning"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + proc.stderr.read().decode())
+                raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
             try:
                 if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.perf_counter() - started > timeout:
-                raise RuntimeError("server did not become ready")
+                raise RuntimeError("server did not become ready:\n" + log_path.read_text()[-3000:])
             time.sleep(0.05)
         yield base, proc, time.perf_counter() - started
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(5)
 
 
 @contextmanager

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx  # noqa: E402
 
-from bench.common import RESULTS, ROOT, free_port, machine, percentile, print_table, temp_dirs  # noqa: E402
+from bench.common import RESULTS, ROOT, machine, percentile, print_table, running_server, temp_dirs  # noqa: E402
 
 GENERATE_BODY = {"model": "tiny-sd", "width": 256, "height": 256, "steps": 2}
 ENDPOINTS = {  # name -> (method, path, has a body)
@@ -99,44 +98,6 @@ def prepare(data_dir: Path, models_dir: Path) -> str:
     return key
 
 
-@contextmanager
-def loopback_server(data_dir: Path, models_dir: Path, timeout: float = 120):
-    """`imagestudio serve` on a free 127.0.0.1 port; its output goes to a file (a pipe nobody reads would
-    fill up under load and stall the server). Yields (base_url, seconds_to_ready)."""
-    port = free_port()
-    env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(data_dir), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
-                        "IMAGESTUDIO_HOST": "127.0.0.1", "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd",
-                        "IMAGESTUDIO_STUDIO_ENABLED": "false", "IMAGESTUDIO_ALLOW_DOWNLOADS": "false",
-                        "HF_HUB_OFFLINE": "1"}
-    log_path = data_dir.parent / "server.log"
-    started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--log-level", "warning"], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + log_path.read_text()[-3000:])
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - started > timeout:
-                raise RuntimeError("server did not become ready:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.1)
-        yield base, time.perf_counter() - started
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 async def drive(base: str, key: str, clients: int, seconds: float, mix: dict[str, float], timeout: float,
                 seed: int) -> tuple[dict[str, Stats], float, float]:
     stats = {name: Stats() for name in mix}
@@ -201,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     with temp_dirs() as (data_dir, temp_models):
         models_dir = args.models_dir or temp_models
         key = prepare(data_dir, models_dir)
-        with loopback_server(data_dir, models_dir) as (base, ready_s):
+        with running_server(data_dir, models_dir) as (base, _proc, ready_s):
             auth = {"Authorization": f"Bearer {key}"}
             warm = httpx.post(f"{base}/api/v1/generate", json=GENERATE_BODY | {"prompt": "warm up"}, headers=auth,
                               timeout=300)

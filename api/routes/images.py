@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
 from api.responses import error_responses, ok
-from api.schemas import Envelope
+from api.schemas import Envelope, GenerationInfo
 from engine.errors import NotFound, Unauthenticated
 from engine.gallery import valid_signature
 from engine.generation import read_png_metadata
@@ -19,20 +19,11 @@ from engine.models import ImageRecord
 router = APIRouter(prefix="/images", tags=["images"])
 
 
-class StoredImage(BaseModel):
+class StoredImage(GenerationInfo):
     id: str
     job_id: str | None
-    model: str
-    prompt: str
-    negative_prompt: str | None
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    seed: int
     kind: str
     bytes: int
-    duration_ms: int
     created_at: datetime
     url: str
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, EngineDep, SessionDep
 from api.responses import base_url, error_responses, ok
-from api.schemas import Envelope
+from api.schemas import Envelope, ImageLinks
 from engine.errors import NotFound
 from engine.gallery import signed_image_path
 from engine.models import Job, JobStatus
@@ -20,21 +20,8 @@ class JobProgress(BaseModel):
     total: int
 
 
-class JobResult(BaseModel):
-    id: str
-    job_id: str
-    image: str
-    image_url: str
-    format: str
-    model: str
-    prompt: str
-    negative_prompt: str | None
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    seed: int
-    duration_ms: int
+class JobResult(ImageLinks):
+    pass
 
 
 class JobData(BaseModel):
