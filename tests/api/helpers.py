@@ -21,19 +21,18 @@ def set_plan(engine, user_key_auth_or_user, **limits) -> None:
         session.commit()
 
 
-def set_workspace(engine, user, **fields) -> None:
+def _update(engine, model, key: str, **fields) -> None:
     with session_scope(engine.db) as session:
-        workspace = session.get(Workspace, user.workspace_id)
-        for key, value in fields.items():
-            setattr(workspace, key, value)
-        session.add(workspace)
+        row = session.get(model, key)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        session.add(row)
         session.commit()
+
+
+def set_workspace(engine, user, **fields) -> None:
+    _update(engine, Workspace, user.workspace_id, **fields)
 
 
 def set_user(engine, user, **fields) -> None:
-    with session_scope(engine.db) as session:
-        row = session.get(User, user.id)
-        for key, value in fields.items():
-            setattr(row, key, value)
-        session.add(row)
-        session.commit()
+    _update(engine, User, user.id, **fields)

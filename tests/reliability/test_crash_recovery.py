@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.reliability.helpers import Server, create_key, server_env
+from tests.server_process import Server, create_key, server_env
 
 SLOW_JOB = {"prompt": "a slow lighthouse", "model": "tiny-sdxl", "width": 1024, "height": 1024, "steps": 50,
             "async": True}  # about a second per step on two CPU cores: plenty of time to be killed mid-job

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.reliability.helpers import ROOT
+from tests.server_process import ROOT
 
 
 def test_the_load_script_runs_and_reports(tmp_path, models_dir):

@@ -8,9 +8,6 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +21,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from tests.server_process import Server, server_env  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -34,34 +33,12 @@ pytestmark = pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(
                                 reason="needs Debian's chromium and chromium-driver (installed by .ci/run)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, models_dir):
-    env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(tmp_path / "data"), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
-                        "IMAGESTUDIO_DEVICE": "cpu", "IMAGESTUDIO_DEFAULT_MODEL": "tiny-sd",
-                        "IMAGESTUDIO_ALLOW_DOWNLOADS": "false", "HF_HUB_OFFLINE": "1"}
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--log-level", "warning"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not start:\n" + proc.stdout.read())
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    env = server_env(tmp_path / "data", models_dir, IMAGESTUDIO_STUDIO_ENABLED="true")
+    running = Server(env, tmp_path / "server.log").start()
+    yield running.base
+    running.stop()
 
 
 @pytest.fixture
