@@ -150,7 +150,7 @@ def write_result(name: str, payload: dict) -> Path:
 
 
 def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
-    """The bare diffusers pipeline the server uses, loaded the same way, for side-by-side timings."""
+    """The model as plain diffusers loads it (its defaults), for side-by-side timings."""
     import diffusers
 
     from engine.device import resolve_device, resolve_dtype
@@ -161,6 +161,15 @@ def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
     pipe = diffusers.DiffusionPipeline.from_pretrained(path, dtype=resolve_dtype(device), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def placed_pipeline(data_dir: Path, models_dir: Path, slug: str):
+    """The very pipeline object the server runs: loaded and placed by its PipelineManager (dtype,
+    channels-last, VAE slicing...). Calling it bare measures the server's own overhead and nothing else."""
+    from engine.service import ImageEngine
+
+    engine = ImageEngine(bench_settings(data_dir.parent / "placed", models_dir))
+    return engine.pipelines.get(slug).pipe
 
 
 def bare_kwargs(prompt: str, width: int, height: int, steps: int, seed: int, guidance: float) -> dict:

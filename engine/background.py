@@ -39,7 +39,6 @@ demos run the whole rembg path without the real 176 MB model.
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
+from engine import png
 from engine.errors import InvalidRequest, ModelUnavailable
 
 _RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
@@ -111,9 +111,7 @@ class BackgroundRemover:
 
     def remove_png(self, image: Image.Image) -> bytes:
         """Same as ``remove``, encoded as PNG bytes."""
-        buffer = io.BytesIO()
-        self.remove(image).save(buffer, format="PNG")
-        return buffer.getvalue()
+        return png.encode(self.remove(image))
 
     def load(self) -> None:
         """Create the session now, so a missing or broken model file is reported before work is queued."""

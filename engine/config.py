@@ -32,9 +32,11 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(default=15.0, ge=0, le=1000,
                                    description="How long a lone request may wait for companions to batch with.")
     compile: bool = Field(default=False, description="torch.compile the denoiser at load (GPU; slow first load).")
-    channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs on GPU.")
+    channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs (GPU and CPU).")
 
     storage_enabled: bool = True
+    result_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
+                                    description="How long GET /jobs/{id} can still return an image that was not stored.")
     cors_strict: bool = Field(
         default=False, validation_alias=AliasChoices("CORS_PUBLIC_API_STRICT_ORIGINS", "IMAGESTUDIO_CORS_STRICT"),
         description="Only the origins in cors_origins may call the public API from a browser.")
@@ -65,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
 
     @property
     def db_url(self) -> str:

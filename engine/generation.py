@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine import png
 from engine.catalog import ModelSpec
 from engine.errors import InvalidRequest, ModelUnavailable
 
@@ -128,9 +128,7 @@ def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
     weights = torch.tensor(factors, dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latents.detach().float().cpu(), weights) + torch.tensor(bias)
     pixels = ((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return png.encode(Image.fromarray(pixels))
 
 
 def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
@@ -184,16 +182,10 @@ def _call_parameters(pipe) -> set[str]:
 
 def encode_png(image: Image.Image, params: ResolvedParams, extra: dict | None = None) -> bytes:
     """PNG bytes with the generation parameters as text chunks (readable by common tools)."""
-    info = PngInfo()
     meta = params.as_dict() | (extra or {})
-    for key, value in meta.items():
-        if value is not None:
-            info.add_text(key, str(value))
-    info.add_text("imagestudio", json.dumps(meta, sort_keys=True))
-    buffer = io.BytesIO()
-    # Level 3 of 9: about twice as fast as the default for a few percent more bytes.
-    image.save(buffer, format="PNG", pnginfo=info, compress_level=3)
-    return buffer.getvalue()
+    text = {key: str(value) for key, value in meta.items() if value is not None}
+    text["imagestudio"] = json.dumps(meta, sort_keys=True)
+    return png.encode(image, text)
 
 
 def read_png_metadata(data: bytes) -> dict:

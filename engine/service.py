@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import functools
 import logging
 import threading
 import time
@@ -26,6 +26,7 @@ from engine.gallery import Gallery
 from engine.metering import Meter
 from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
 from engine.pipelines import PipelineManager, diffusers_class
+from engine.results import ResultCache
 from engine.runtime_settings import RuntimeSettings
 from engine.storage import ImageStore
 from engine.throttle import LoginThrottle
@@ -40,12 +41,9 @@ def _preload_pipeline_modules() -> None:
 
 
 def job_result(result: GenerationResult) -> dict:
-    """What a finished job keeps for later polling: the parameters, and the PNG unless it is stored."""
-    data = {"image_id": result.image_id, "params": result.params.as_dict(), "stored": result.stored,
+    """What a finished job keeps for later polling (an image not stored waits in the ResultCache)."""
+    return {"image_id": result.image_id, "params": result.params.as_dict(), "stored": result.stored,
             "duration_ms": result.duration_ms, "kind": result.kind}
-    if not result.stored:
-        data["png_base64"] = base64.b64encode(result.png).decode()
-    return data
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,7 @@ class ImageEngine:
                                          allow_downloads=settings.allow_downloads, compile=settings.compile,
                                          channels_last=settings.channels_last)
         self.store = ImageStore(settings.images_dir)
+        self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
         self.gallery = Gallery(self.db, self.store)
         self.runtime = RuntimeSettings(self.db, settings)
         self.meter = Meter(self.db)
@@ -121,6 +120,7 @@ class ImageEngine:
             self.recover_interrupted_jobs()
             self.meter.refund_abandoned()  # what the interrupted jobs had reserved
             self.store.remove_partial_files()
+            self.results.purge()
             # diffusers and transformers take seconds to import: do it now in the background, not in the
             # first request. The server is ready meanwhile; a request that comes sooner just waits for it.
             threading.Thread(target=_preload_pipeline_modules, name="imagestudio-preload", daemon=True).start()
@@ -259,8 +259,10 @@ class ImageEngine:
             if supports_preview(loaded.spec):
                 def on_latents(_step: int, latents) -> None:
                     # Latents of classifier-free guidance come doubled only inside the UNet; here one per image.
+                    # Kept as a copy and turned into a PNG only if somebody looks (the studio does; API calls don't).
                     for task, one in zip(live, latents, strict=False):
-                        task.preview = latent_preview(one, loaded.spec)
+                        task.preview_source = functools.cache(functools.partial(latent_preview, one.clone(),
+                                                                                loaded.spec))
 
             images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
         except BaseException as exc:
@@ -305,7 +307,11 @@ class ImageEngine:
         image_id, now = new_id("img"), utcnow()
         result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
                                   duration_ms=duration_ms, kind=job.kind)
-        relative = self.store.save(image_id, png, now.strftime("%Y/%m")) if job.store else None
+        if job.store:
+            relative = self.store.save(image_id, png, now.strftime("%Y/%m"))
+        else:
+            relative = None
+            self.results.put(task.id, png)
         p = job.params
         record = ImageRecord(
             id=image_id, user_id=job.user.id, workspace_id=job.user.workspace_id, job_id=task.id, model=p.model,
@@ -323,8 +329,11 @@ class ImageEngine:
                 session.add(row)
                 session.commit()
         except BaseException:
-            if relative:  # no file without a record pointing at it
+            # No file without a record pointing at it.
+            if relative:
                 self.store.delete(relative)
+            else:
+                self.results.delete(task.id)
             raise
         return result
 

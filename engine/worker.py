@@ -40,11 +40,17 @@ class Task:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     step: int = 0
     total: int = 0
-    preview: bytes | None = None  # an intermediate image, where the pipeline gives one
+    preview_source: Callable[[], bytes] | None = None  # renders the latest intermediate image, on demand
     status: str = "queued"
     batch_size: int = 1
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
+
+    @property
+    def preview(self) -> bytes | None:
+        """The latest intermediate image, where the pipeline gives one (rendered only when asked for)."""
+        source = self.preview_source
+        return source() if source else None
 
     @property
     def cancelled(self) -> bool:

@@ -1,5 +1,6 @@
 """GET /jobs/{id}: status and result of an asynchronous generation; DELETE cancels it."""
 
+import base64
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -21,7 +22,10 @@ class JobProgress(BaseModel):
 
 
 class JobResult(ImageLinks):
-    pass
+    image: str | None = Field(description="The PNG: its hosted URL when stored, else a data URL "
+                                           "(data:image/png;base64,…) until it expires, then null")
+    image_url: str | None = Field(description="Same as `image`")
+    expired: bool = Field(False, description="The image was not stored and its copy for this job has expired")
 
 
 class JobData(BaseModel):
@@ -63,9 +67,10 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
             url = base_url(request, engine) + signed_image_path(result["image_id"],
                                                                 engine.settings.resolved_secret_key())
         else:
-            url = "data:image/png;base64," + result["png_base64"]
+            png = engine.results.get(job.id)
+            url = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
         data["result"] = {"id": result["image_id"], "job_id": job.id, "image": url, "image_url": url,
-                          "format": "png", **params, "duration_ms": result["duration_ms"]}
+                          "expired": url is None, "format": "png", **params, "duration_ms": result["duration_ms"]}
     return ok(data)
 
 

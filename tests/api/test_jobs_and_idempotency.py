@@ -1,3 +1,4 @@
+import os
 import time
 
 from tests.api.helpers import SMALL, set_plan, set_workspace
@@ -84,3 +85,20 @@ def test_idempotency_key_after_a_failure_runs_again(client, auth):
                        headers=headers).status_code == 503  # not replayed: failures are not kept
     too_long = client.post("/api/v1/generate", json={"prompt": "x"}, headers=auth | {"Idempotency-Key": "k" * 300})
     assert too_long.status_code == 400
+
+
+def test_an_unstored_result_is_kept_for_a_while_not_in_the_database(client, auth, engine):
+    sync = client.post("/api/v1/generate", json={"prompt": "a fox", "seed": 5, **SMALL}, headers=auth).json()["data"]
+    job = client.get(f"/api/v1/jobs/{sync['job_id']}", headers=auth).json()["data"]
+    assert job["result"]["image"] == sync["image"] and job["result"]["expired"] is False  # a dropped caller can fetch it
+    with engine.db.connect() as connection:
+        row = connection.exec_driver_sql("SELECT result FROM job WHERE id = ?", (sync["job_id"],)).scalar_one()
+    assert len(row) < 2000  # parameters only, not the picture
+
+    path = engine.results.root / f"{sync['job_id']}.png"
+    old = time.time() - engine.results.ttl_s - 1
+    os.utime(path, (old, old))
+    job = client.get(f"/api/v1/jobs/{sync['job_id']}", headers=auth).json()["data"]
+    assert job["status"] == "succeeded" and job["result"]["seed"] == 5
+    assert job["result"]["image"] is None and job["result"]["expired"] is True
+    assert engine.results.purge() == 1 and not path.exists()
