@@ -25,9 +25,9 @@ def test_full_size_architectures_match_the_published_models(arch, expected):
 
 def test_overhead_benchmark_runs(tmp_path):
     env = os.environ | {"IMAGESTUDIO_BENCH_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "bench.overhead", "--images", "2", "--size", "256",
-                             "--steps", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "bench.overhead", "--images", "2", "--rounds", "1",
+                             "--size", "256", "--steps", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "ratio server/bare" in result.stdout
+    assert "ratio server / its pipe() bare" in result.stdout
     report = json.loads(next(tmp_path.glob("overhead-*.json")).read_text())
-    assert report["ratio"] > 0 and len(report["rows"]) == 2
+    assert report["ratio"] > 0 and report["ratio_vs_plain_diffusers"] > 0 and len(report["rows"]) == 3
