@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from sqlalchemy import text
@@ -261,8 +262,8 @@ class ImageEngine:
                     # Latents of classifier-free guidance come doubled only inside the UNet; here one per image.
                     # Kept as a copy and turned into a PNG only if somebody looks (the studio does; API calls don't).
                     for task, one in zip(live, latents, strict=False):
-                        task.preview_source = functools.cache(functools.partial(latent_preview, one.clone(),
-                                                                                loaded.spec))
+                        task.preview_source = functools.cache(functools.partial(
+                            latent_preview, np.array(one.detach().float().cpu()), loaded.spec))
 
             images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
         except BaseException as exc:
