@@ -20,8 +20,8 @@ from engine.db import session_scope
 from engine.errors import Conflict, InvalidRequest
 from engine.gallery import signed_image_path
 from engine.metering import Admission
-from engine.models import IdempotencyRecord, User
-from engine.service import GenerationResult, ImageEngine
+from engine.models import IdempotencyRecord, User, utcnow
+from engine.service import IDEMPOTENCY_TTL, GenerationResult, ImageEngine
 
 
 ERROR_DESCRIPTIONS = {
@@ -122,7 +122,10 @@ async def idempotent(request: Request, engine: ImageEngine, user: User,
     except IntegrityError:
         with session_scope(engine.db) as session:
             existing = session.get(IdempotencyRecord, (user.id, key))
-        if existing is None:  # removed after a failed first attempt: run again
+        if existing is not None and existing.created_at < utcnow() - IDEMPOTENCY_TTL:
+            _forget(engine, user.id, key)  # expired (housekeeping had not got to it yet): a new request
+            existing = None
+        if existing is None:  # removed after a failed first attempt, or expired: run again
             return await idempotent(request, engine, user, produce)
         if existing.endpoint != endpoint or existing.body_hash != body_hash:
             raise Conflict("this Idempotency-Key was already used with a different request",

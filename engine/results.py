@@ -2,29 +2,24 @@
 
 A caller whose plan keeps no images gets the PNG in the response; an asynchronous caller, or one whose
 connection dropped, fetches it from GET /jobs/{id}. For that the PNG waits here, one file per job,
-until ``ttl_s`` has passed. Keeping it in the job's database row instead made every such image a
-permanent ~1 MB row and cost a few milliseconds of every request.
+until ``ttl_s`` has passed (the engine's housekeeping purges it). Keeping it in the job's database row
+instead made every such image a permanent ~1 MB row and cost a few milliseconds of every request.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from pathlib import Path
 
 from engine.storage import StorageError
-
-_PURGE_EVERY_S = 60.0
 
 
 class ResultCache:
     def __init__(self, root: Path, ttl_s: float):
         self.root = Path(root)
         self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._last_purge = 0.0
 
     def _path(self, job_id: str) -> Path:
         if not job_id.replace("_", "").isalnum():
@@ -43,7 +38,6 @@ class ResultCache:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise StorageError(f"could not keep the result: {exc.strerror or exc}") from exc
-        self._purge_now_and_then()
 
     def get(self, job_id: str) -> bytes | None:
         """The PNG, or None once it has expired."""
@@ -69,11 +63,3 @@ class ResultCache:
                     path.unlink()
                     count += 1
         return count
-
-    def _purge_now_and_then(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last_purge < _PURGE_EVERY_S:
-                return
-            self._last_purge = now
-        self.purge()

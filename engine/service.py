@@ -7,13 +7,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import delete, select
 
 from engine.accounts import authenticate_password, ensure_default_plans, plan_for
 from engine.catalog import FAMILY_PIPELINES, Catalog
@@ -21,11 +22,11 @@ from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.errors import EngineError, GenerationFailed, JobCancelled
+from engine.gallery import Gallery
 from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
                                run_pipeline, supports_preview)
-from engine.gallery import Gallery
 from engine.metering import Meter
-from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
+from engine.models import IdempotencyRecord, ImageRecord, Job, JobStatus, User, new_id, utcnow
 from engine.pipelines import PipelineManager, diffusers_class
 from engine.results import ResultCache
 from engine.runtime_settings import RuntimeSettings
@@ -34,6 +35,9 @@ from engine.throttle import LoginThrottle
 from engine.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
+
+IDEMPOTENCY_TTL = timedelta(hours=24)  # as long as a retried request is still the same request (Stripe's too)
+HOUSEKEEPING_INTERVAL_S = 300.0
 
 
 def _preload_pipeline_modules() -> None:
@@ -101,6 +105,8 @@ class ImageEngine:
         self._enhancer = None
         self.text_model_http = None  # an httpx.Client for the text model endpoint; None: the enhancer makes one
         self.login_throttle = LoginThrottle()
+        self._housekeeper: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # -- policy ------------------------------------------------------------------------------
     def storage_for(self, user: User) -> dict:
@@ -121,14 +127,38 @@ class ImageEngine:
             self.recover_interrupted_jobs()
             self.meter.refund_abandoned()  # what the interrupted jobs had reserved
             self.store.remove_partial_files()
-            self.results.purge()
+            self.housekeeping()  # then every few minutes on its own thread
             # diffusers and transformers take seconds to import: do it now in the background, not in the
             # first request. The server is ready meanwhile; a request that comes sooner just waits for it.
             threading.Thread(target=_preload_pipeline_modules, name="imagestudio-preload", daemon=True).start()
         self.worker.start()
+        if self._housekeeper is None or not self._housekeeper.is_alive():
+            self._stopping.clear()
+            self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="imagestudio-housekeeping",
+                                                 daemon=True)
+            self._housekeeper.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.worker.stop()
+
+    def housekeeping(self) -> dict[str, int]:
+        """Forget what has expired: copies of unstored images past their TTL, idempotency records past a day."""
+        results = self.results.purge()
+        cutoff = utcnow() - IDEMPOTENCY_TTL
+        with session_scope(self.db) as session:
+            records = session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)).rowcount
+            session.commit()
+        return {"results": results, "idempotency_records": records}
+
+    def _housekeeping_loop(self) -> None:
+        while not self._stopping.wait(HOUSEKEEPING_INTERVAL_S):
+            try:
+                removed = self.housekeeping()
+                if any(removed.values()):
+                    log.info("housekeeping removed %s", removed)
+            except Exception:  # a busy database or a full disk now must not end the loop: log it, try later
+                log.exception("housekeeping failed")
 
     def recover_interrupted_jobs(self) -> int:
         """Jobs left queued or running by a crash can't finish any more: mark them failed."""

@@ -1,6 +1,12 @@
 import os
 import time
+from datetime import timedelta
 
+from sqlmodel import select
+
+from engine.db import session_scope
+from engine.models import IdempotencyRecord, utcnow
+from engine.service import IDEMPOTENCY_TTL
 from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 
@@ -85,6 +91,22 @@ def test_idempotency_key_after_a_failure_runs_again(client, auth):
                        headers=headers).status_code == 503  # not replayed: failures are not kept
     too_long = client.post("/api/v1/generate", json={"prompt": "x"}, headers=auth | {"Idempotency-Key": "k" * 300})
     assert too_long.status_code == 400
+
+
+def test_idempotency_keys_expire_after_a_day(client, auth, engine):
+    headers = auth | {"Idempotency-Key": "order-43"}
+    body = {"prompt": "a lighthouse", **SMALL}
+    first = client.post("/api/v1/generate", json=body, headers=headers)
+    with session_scope(engine.db) as session:
+        record = session.exec(select(IdempotencyRecord)).one()
+        record.created_at = utcnow() - IDEMPOTENCY_TTL - timedelta(minutes=1)
+        session.add(record)
+        session.commit()
+    again = client.post("/api/v1/generate", json=body | {"prompt": "another day"}, headers=headers)
+    assert again.status_code == 200 and "idempotent-replayed" not in again.headers  # a new request, not a 409
+    assert again.json()["data"]["id"] != first.json()["data"]["id"]
+    replay = client.post("/api/v1/generate", json=body | {"prompt": "another day"}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
 
 
 def test_an_unstored_result_is_kept_for_a_while_not_in_the_database(client, auth, engine):

@@ -31,3 +31,12 @@ def test_overhead_benchmark_runs(tmp_path):
     assert "ratio server / its pipe() bare" in result.stdout
     report = json.loads(next(tmp_path.glob("overhead-*.json")).read_text())
     assert report["ratio"] > 0 and report["ratio_vs_plain_diffusers"] > 0 and len(report["rows"]) == 3
+
+
+def test_batching_benchmark_runs(tmp_path):
+    env = os.environ | {"IMAGESTUDIO_BENCH_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "bench.batching", "--size", "256", "--steps", "1", "--reps", "1",
+                             "--batches", "1,2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(next(tmp_path.glob("batching-*.json")).read_text())
+    assert [row["batch"] for row in report["rows"]] == [1, 2] and report["rows"][0]["gain"] == 1.0

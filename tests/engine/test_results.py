@@ -1,9 +1,14 @@
 import os
 import time
+from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
+from engine.db import session_scope
+from engine.models import IdempotencyRecord, utcnow
 from engine.results import ResultCache
+from engine.service import IDEMPOTENCY_TTL
 from engine.storage import StorageError
 
 
@@ -31,3 +36,26 @@ def test_a_write_that_fails_is_a_storage_error(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StorageError):
         ResultCache(tmp_path / "file", ttl_s=60).put("job_1", b"x")
+
+
+def test_housekeeping_forgets_expired_results_and_idempotency_records(engine):
+    engine.results.put("job_old", b"old")
+    engine.results.put("job_new", b"new")
+    past = time.time() - engine.results.ttl_s - 1
+    os.utime(engine.results.root / "job_old.png", (past, past))
+    with session_scope(engine.db) as session:
+        session.add(IdempotencyRecord(user_id="u", key="old", endpoint="/x", body_hash="h",
+                                      created_at=utcnow() - IDEMPOTENCY_TTL - timedelta(seconds=1)))
+        session.add(IdempotencyRecord(user_id="u", key="new", endpoint="/x", body_hash="h"))
+        session.commit()
+    assert engine.housekeeping() == {"results": 1, "idempotency_records": 1}
+    assert engine.results.get("job_new") == b"new"
+    with session_scope(engine.db) as session:
+        assert [r.key for r in session.exec(select(IdempotencyRecord))] == ["new"]
+
+
+def test_the_housekeeping_thread_runs_with_the_engine(engine):
+    assert engine._housekeeper.is_alive()
+    engine.stop()
+    engine._housekeeper.join(timeout=5)
+    assert not engine._housekeeper.is_alive()
