@@ -1,7 +1,8 @@
 """End to end in real headless Chromium: first run, sign in, generate with a tiny model, every page.
 
-Saves a screenshot of every page to docs/screenshots/ (the README shows them). Skipped when
-Debian's chromium and chromium-driver are not installed (.ci/run installs them).
+Takes a screenshot of every page, into a temporary folder; to refresh the README's pictures, run it with
+IMAGESTUDIO_SCREENSHOTS_DIR=docs/screenshots. Skipped when Debian's chromium and chromium-driver are not
+installed (.ci/run installs them).
 """
 
 import io
@@ -25,7 +26,7 @@ from tests.server_process import Server, server_env  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
 DESKTOP, PHONE = (1280, 860), (390, 844)
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
 
@@ -58,8 +59,8 @@ def browser(tmp_path):
 class Studio:
     """Small helpers over the driver: find by data-testid, type, click, wait, screenshot."""
 
-    def __init__(self, driver, base: str):
-        self.driver, self.base = driver, base
+    def __init__(self, driver, base: str, screenshots: Path):
+        self.driver, self.base, self.screenshots = driver, base, screenshots
         self.viewport(*DESKTOP)
 
     def wait(self, testid: str, timeout: float = 20, clickable: bool = False):
@@ -113,7 +114,7 @@ class Studio:
                 "return Math.max(...[...document.querySelectorAll('.q-layout')].map(e => e.scrollHeight))")
             self.viewport(size[0], max(size[1], min(int(height), 2400)))
         self.settle()
-        save_png(self.driver.get_screenshot_as_png(), SCREENSHOTS / f"{name}.png")
+        save_png(self.driver.get_screenshot_as_png(), self.screenshots / f"{name}.png")
         self.viewport(*size)
 
 
@@ -127,9 +128,15 @@ def save_png(png: bytes, path: Path) -> None:
             .save(path, optimize=True)
 
 
-def test_first_run_sign_in_generate_and_every_page(server, browser):
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    folder = os.environ.get("IMAGESTUDIO_SCREENSHOTS_DIR")
+    return (ROOT / folder) if folder else tmp_path / "screenshots"
+
+
+def test_first_run_sign_in_generate_and_every_page(server, browser, screenshots):
     started = time.time() - 1
-    studio = Studio(browser, server)
+    studio = Studio(browser, server, screenshots)
 
     # A fresh install sends the browser to first run: the admin account is made here.
     studio.open("/", "create-admin")
@@ -202,6 +209,6 @@ def test_first_run_sign_in_generate_and_every_page(server, browser):
     studio.screenshot("admin-models")
 
     # The README shows these pictures: each one was just taken.
-    readme = (SCREENSHOTS.parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for name in re.findall(r"docs/screenshots/([\w-]+)\.png", readme):
-        assert (SCREENSHOTS / f"{name}.png").stat().st_mtime >= started, f"{name}.png was not taken"
+        assert (screenshots / f"{name}.png").stat().st_mtime >= started, f"{name}.png was not taken"
