@@ -128,6 +128,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
+def request_id_for(scope) -> str:
+    """A sane incoming X-Request-ID (kept for end-to-end tracing), else a new id."""
+    incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+    return incoming if _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+
+
 class RequestContextMiddleware:
     """Pure ASGI: assigns a request id (or keeps a sane incoming X-Request-ID), adds it to every
     response, refuses bodies over the size limit with 413, and turns an unhandled error into a
@@ -140,8 +146,7 @@ class RequestContextMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_ID.match(incoming) else f"req_{secrets.token_hex(12)}"
+        request_id = request_id_for(scope)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = False

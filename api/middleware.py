@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 
-from engine.models import ApiLog
+from api.errors import request_id_for
 from engine.db import session_scope
+from engine.models import ApiLog
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ class PublicApiCors:
                 cors += [(b"access-control-allow-methods", ALLOW_METHODS.encode()),
                          (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
                          (b"access-control-max-age", b"600")]
-            await send({"type": "http.response.start", "status": status, "headers": cors})
+            # Answered here, before RequestContextMiddleware: it needs its request id too.
+            request_id = request_id_for(scope).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*cors, (b"x-request-id", request_id)]})
             await send({"type": "http.response.body", "body": b""})
             return
 

@@ -16,6 +16,10 @@ def test_preflight_from_a_foreign_origin_open_mode(client):
     assert response.headers["access-control-allow-origin"] == "*"
     assert "Authorization" in response.headers["access-control-allow-headers"]
     assert "access-control-allow-credentials" not in response.headers
+    assert response.headers["x-request-id"].startswith("req_")  # every response has one, preflights too
+    traced = client.options("/api/v1/generate", headers={
+        "Origin": FOREIGN, "Access-Control-Request-Method": "POST", "X-Request-ID": "trace-1234567"})
+    assert traced.headers["x-request-id"] == "trace-1234567"
 
 
 def test_foreign_origin_reads_api_responses_with_a_key_but_never_with_credentials(client, auth):
@@ -34,6 +38,7 @@ def test_strict_mode_only_allows_configured_origins(client, engine):
     preflight = {"Access-Control-Request-Method": "POST"}
     denied = client.options("/api/v1/generate", headers={"Origin": FOREIGN} | preflight)
     assert denied.status_code == 403 and "access-control-allow-origin" not in denied.headers
+    assert denied.headers["x-request-id"].startswith("req_")
     allowed = client.options("/api/v1/generate", headers={"Origin": "https://mysite.example"} | preflight)
     assert allowed.status_code == 204
     assert allowed.headers["access-control-allow-origin"] == "https://mysite.example"
