@@ -8,6 +8,7 @@ and settled afterwards: whatever did not succeed is given back, so a failed requ
 
 from __future__ import annotations
 
+import calendar
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,8 +70,10 @@ class Admission:
 
 
 def rate_limit_headers(plan: Plan, limit: int, remaining: int, reset: int) -> dict[str, str]:
+    now = datetime.now(UTC)
+    month_s = calendar.monthrange(now.year, now.month)[1] * 86400  # windows are calendar months (UTC)
     policy = ", ".join(f"{getattr(plan, _PLAN_FIELD[w])};w={s}" for w, s in
-                       (("minute", 60), ("day", 86400), ("month", 2592000)))
+                       (("minute", 60), ("day", 86400), ("month", month_s)))
     return {
         "RateLimit": f"limit={limit}, remaining={max(0, remaining)}, reset={reset}",
         "RateLimit-Policy": policy,

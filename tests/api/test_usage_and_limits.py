@@ -1,4 +1,6 @@
 import asyncio
+import calendar
+from datetime import UTC, datetime
 
 import httpx
 
@@ -37,7 +39,11 @@ def test_429_with_retry_after_and_ratelimit_headers(client, auth, user_and_key, 
     set_plan(engine, user_and_key[0], requests_per_minute=2)
     body = {"prompt": "x", **SMALL}
     first = client.post("/api/v1/generate", json=body, headers=auth)
-    assert first.headers["RateLimit-Remaining"] == "1" and "RateLimit-Policy" in first.headers
+    assert first.headers["RateLimit-Remaining"] == "1"
+    today = datetime.now(UTC)
+    month_s = calendar.monthrange(today.year, today.month)[1] * 86400  # the calendar month, not 30 days
+    policy = first.headers["RateLimit-Policy"]
+    assert policy.startswith("2;w=60, ") and ";w=86400, " in policy and policy.endswith(f";w={month_s}")
     client.post("/api/v1/generate", json=body, headers=auth)
     limited = client.post("/api/v1/generate", json=body, headers=auth)
     assert limited.status_code == 429
