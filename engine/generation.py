@@ -123,14 +123,16 @@ def supports_preview(spec: ModelSpec) -> bool:
     return spec.family in _LATENT_RGB
 
 
-def latent_preview(latents: np.ndarray, spec: ModelSpec) -> bytes:
+def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
     """A small PNG of one image's latents (shape 4×h×w), approximated without the VAE.
 
-    numpy, not torch: it runs on whichever thread asks, and torch work on a second thread starts a
-    second OpenMP pool that slows the worker's generations by a third on a small CPU.
+    The arithmetic is numpy's, not torch's: this runs on whichever thread asks, and torch work on a
+    second CPU thread starts a second OpenMP pool that slows the worker's generations by a third on a
+    small CPU. (From a GPU tensor, the copy to the host is the only torch work.)
     """
     factors, bias = _LATENT_RGB[spec.family]
-    rgb = np.einsum("chw,cr->hwr", latents.astype(np.float32), np.asarray(factors, np.float32)) + np.asarray(bias)
+    array = latents.detach().float().cpu().numpy()
+    rgb = np.einsum("chw,cr->hwr", array, np.asarray(factors, np.float32)) + np.asarray(bias, np.float32)
     pixels = ((np.clip(rgb, -1, 1) + 1) * 127.5).astype(np.uint8)
     return png.encode(Image.fromarray(pixels))
 

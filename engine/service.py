@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-import numpy as np
 import torch
 from PIL import Image
 from sqlalchemy import text
@@ -290,10 +289,11 @@ class ImageEngine:
             if supports_preview(loaded.spec):
                 def on_latents(_step: int, latents) -> None:
                     # Latents of classifier-free guidance come doubled only inside the UNet; here one per image.
-                    # Kept as a copy and turned into a PNG only if somebody looks (the studio does; API calls don't).
+                    # A copy (on the device: no GPU sync per step), turned into a PNG only if somebody looks:
+                    # the studio does, API calls don't.
                     for task, one in zip(live, latents, strict=False):
-                        task.preview_source = functools.cache(functools.partial(
-                            latent_preview, np.array(one.detach().float().cpu()), loaded.spec))
+                        task.preview_source = functools.cache(functools.partial(latent_preview, one.detach().clone(),
+                                                                                loaded.spec))
 
             images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
         except BaseException as exc:
