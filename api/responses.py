@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from engine.errors import Conflict, InvalidRequest
 from engine.gallery import signed_image_path
 from engine.metering import Admission
 from engine.models import IdempotencyRecord, User, utcnow
+from engine.png import data_url
 from engine.service import IDEMPOTENCY_TTL, GenerationResult, ImageEngine
 
 
@@ -62,14 +62,15 @@ def base_url(request: Request, engine: ImageEngine) -> str:
     return (engine.settings.public_url or str(request.base_url)).rstrip("/")
 
 
+def hosted_image_url(request: Request, engine: ImageEngine, image_id: str) -> str:
+    """A stored image's link, signed so that it works without a key until it expires."""
+    return base_url(request, engine) + signed_image_path(image_id, engine.settings.resolved_secret_key())
+
+
 def image_payload(result: GenerationResult, request: Request, engine: ImageEngine, storage: dict,
                   **extra) -> dict:
     """The image part of a response: a hosted, signed URL when stored, else a data URL."""
-    if result.stored:
-        url = base_url(request, engine) + signed_image_path(result.image_id, engine.settings.resolved_secret_key())
-        image = url
-    else:
-        image = url = "data:image/png;base64," + base64.b64encode(result.png).decode()
+    image = url = hosted_image_url(request, engine, result.image_id) if result.stored else data_url(result.png)
     p = result.params
     return {
         "id": result.image_id, "job_id": result.job_id, "image": image, "image_url": url, "format": "png",

@@ -14,6 +14,12 @@ import httpx
 from bench.common import bare_pipeline, prepare_data_dir, print_table, running_server, temp_dirs, write_result
 
 
+def seconds(call, *args) -> float:
+    started = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny-sd")
@@ -23,30 +29,19 @@ def main() -> None:
 
     with temp_dirs() as (data_dir, models_dir):
         key = prepare_data_dir(data_dir, models_dir)
-        started = time.perf_counter()
-        bare_pipeline(models_dir, args.model)
-        bare_load = time.perf_counter() - started
-        started = time.perf_counter()
-        bare_pipeline(models_dir, args.second_model)
-        bare_load_second = time.perf_counter() - started
+        bare_load = seconds(bare_pipeline, models_dir, args.model)
+        bare_load_second = seconds(bare_pipeline, models_dir, args.second_model)
 
         with running_server(data_dir, models_dir) as (base, _proc, ready_s):
             headers = {"Authorization": f"Bearer {key}"}
-            body = {"prompt": "first light", "model": args.model, "width": args.size, "height": args.size}
-            started = time.perf_counter()
-            httpx.post(f"{base}/api/v1/generate", json=body, headers=headers, timeout=600).raise_for_status()
-            first_image = time.perf_counter() - started
-            started = time.perf_counter()
-            httpx.post(f"{base}/api/v1/generate", json=body, headers=headers, timeout=600).raise_for_status()
-            warm_image = time.perf_counter() - started
+
+            def generate(model: str) -> None:
+                body = {"prompt": "first light", "model": model, "width": args.size, "height": args.size}
+                httpx.post(f"{base}/api/v1/generate", json=body, headers=headers, timeout=600).raise_for_status()
+
+            first_image, warm_image = seconds(generate, args.model), seconds(generate, args.model)
             # A second model: diffusers is imported by now, so this is the model's load alone.
-            second = body | {"model": args.second_model}
-            started = time.perf_counter()
-            httpx.post(f"{base}/api/v1/generate", json=second, headers=headers, timeout=600).raise_for_status()
-            first_second = time.perf_counter() - started
-            started = time.perf_counter()
-            httpx.post(f"{base}/api/v1/generate", json=second, headers=headers, timeout=600).raise_for_status()
-            warm_second = time.perf_counter() - started
+            first_second, warm_second = seconds(generate, args.second_model), seconds(generate, args.second_model)
 
     rows = [{"step": "server start → ready (no model loaded)", "seconds": round(ready_s, 2)},
             {"step": f"first image ({args.model}, includes its load)", "seconds": round(first_image, 3)},

@@ -9,11 +9,10 @@ instead made every such image a permanent ~1 MB row and cost a few milliseconds 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 
-from engine.storage import StorageError
+from engine.storage import StorageError, write_atomically
 
 
 class ResultCache:
@@ -27,17 +26,8 @@ class ResultCache:
         return self.root / f"{job_id}.png"
 
     def put(self, job_id: str, png: bytes) -> None:
-        # No fsync: a copy that a crash may lose is fine, the caller got (or is getting) the image itself.
-        target = self._path(job_id)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(png)
-            os.replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise StorageError(f"could not keep the result: {exc.strerror or exc}") from exc
+        # Not durable (no fsync): a copy that a crash may lose is fine, the caller got or gets the image itself.
+        write_atomically(self._path(job_id), png, durable=False, what="the result")
 
     def get(self, job_id: str) -> bytes | None:
         """The PNG, or None once it has expired."""

@@ -14,6 +14,24 @@ class StorageError(EngineError):
     code = "storage_error"
 
 
+def write_atomically(target: Path, data: bytes, *, durable: bool, what: str) -> None:
+    """Write to a hidden temp file beside ``target``, then rename it over: readers see all or nothing.
+    ``durable`` also fsyncs, so the file survives a power cut once this returns."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # the cleanup may fail for the same reason (not a folder...)
+            tmp.unlink(missing_ok=True)
+        raise StorageError(f"could not write {what}: {exc.strerror or exc}") from exc
+
+
 class ImageStore:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -21,19 +39,7 @@ class ImageStore:
     def save(self, image_id: str, data: bytes, when: str) -> str:
         """Write ``data`` and return its path relative to the root. ``when`` is 'YYYY/MM'."""
         relative = f"{when}/{image_id}.png"
-        target = self.root / relative
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):  # the cleanup may fail for the same reason (not a folder...)
-                tmp.unlink(missing_ok=True)
-            raise StorageError(f"could not write the image to storage: {exc.strerror or exc}") from exc
+        write_atomically(self.root / relative, data, durable=True, what="the image to storage")
         return relative
 
     def path(self, relative: str) -> Path:

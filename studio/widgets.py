@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,8 +56,6 @@ def state_chip(state: str) -> ui.chip:
         .classes("text-xs")
 
 
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def when(moment: datetime | None) -> str:

@@ -1,17 +1,16 @@
 """GET /jobs/{id}: status and result of an asynchronous generation; DELETE cancels it."""
 
-import base64
 from datetime import datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from api.responses import base_url, error_responses, ok
+from api.responses import error_responses, hosted_image_url, ok
 from api.schemas import Envelope, ImageLinks
 from engine.errors import NotFound
-from engine.gallery import signed_image_path
 from engine.models import Job, JobStatus
+from engine.png import data_url
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -64,11 +63,10 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
     if job.status == JobStatus.SUCCEEDED and job.result:
         result, params = job.result, job.result["params"]
         if result["stored"]:
-            url = base_url(request, engine) + signed_image_path(result["image_id"],
-                                                                engine.settings.resolved_secret_key())
+            url = hosted_image_url(request, engine, result["image_id"])
         else:
             png = engine.results.get(job.id)
-            url = "data:image/png;base64," + base64.b64encode(png).decode() if png else None
+            url = data_url(png) if png else None
         data["result"] = {"id": result["image_id"], "job_id": job.id, "image": url, "image_url": url,
                           "expired": url is None, "format": "png", **params, "duration_ms": result["duration_ms"]}
     return ok(data)

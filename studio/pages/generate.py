@@ -13,12 +13,13 @@ from engine.errors import EngineError, NotFound
 from engine.generation import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
 from engine.inputs import InputLimits, decode_image_bytes
 from engine.models import User
+from engine.png import data_url
 from engine.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.prompts import DEFAULT_TONE, TONES, build_prompt
 from engine.service import GenerationResult, ImageEngine
 from studio import actions, auth
 from studio.layout import card, frame
-from studio.widgets import SIZE_CHOICES, ModelChoice, data_url, default_model, empty_state, model_choices, state_chip
+from studio.widgets import SIZE_CHOICES, ModelChoice, default_model, empty_state, model_choices, state_chip
 
 BUILDER_FIELDS = (("subject", "Subject", "a red fox"), ("setting", "Setting", "a snowy birch forest"),
                   ("mood", "Mood", "serene"), ("art_style", "Art style", "watercolor"),
