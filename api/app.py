@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from sqlmodel import select
 
 from api.errors import RequestContextMiddleware, error_response, install_error_handlers
-from api.middleware import ApiLogMiddleware, PublicApiCors
+from api.responses import ok
+from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
 from api.routes import api_router
 from engine import __version__
 from engine.config import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     app.state.engine = engine
     install_error_handlers(app)
     # Outermost last: CORS headers go on every API response, errors from the request context included.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(ApiLogMiddleware, db=engine.db)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(PublicApiCors, runtime=engine.runtime)
@@ -53,7 +55,8 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
 
 
 def _add_api_fallback(app: FastAPI) -> None:
-    """Unknown /api paths answer with the JSON envelope, not the studio's HTML 404 page."""
+    """Unknown /api paths and methods answer with the JSON envelope, never the studio's HTML page: 404 for a
+    path that isn't there, 405 with ``Allow`` for a method a path doesn't take, and the methods for OPTIONS."""
 
     def allowed_methods(path: str) -> list[str]:
         # The documented paths tell which methods a known path takes (405 rather than 404).
@@ -61,15 +64,20 @@ def _add_api_fallback(app: FastAPI) -> None:
         for template, operations in app.openapi()["paths"].items():
             if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
                 methods |= {m.upper() for m in operations}
-        return sorted(methods)
+        if "GET" in methods:
+            methods.add("HEAD")  # answered by HeadAsGet
+        return sorted(methods | {"OPTIONS"}) if methods else []
 
-    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+                   include_in_schema=False)
     async def api_not_found(request: Request, path: str):
         allowed = allowed_methods(request.url.path)
-        if allowed:
-            return error_response(405, "method_not_allowed", f"{request.method} is not allowed here",
-                                  headers={"Allow": ", ".join(allowed)})
-        return error_response(404, "not_found", f"no API route at /api/{path}")
+        if not allowed:
+            return error_response(404, "not_found", f"no API route at /api/{path}")
+        headers = {"Allow": ", ".join(allowed)}
+        if request.method == "OPTIONS":  # not a CORS preflight (PublicApiCors answers those): say what it takes
+            return ok({"path": request.url.path, "methods": allowed}, headers=headers)
+        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here", headers=headers)
 
 
 def _hint_first_key(engine: ImageEngine) -> None:

@@ -138,9 +138,39 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key prefix (sk_live_abc
 def models_list() -> None:
     """Every model with whether it can run here."""
     engine = _engine()
+    aliases = engine.model_aliases()
     for spec in engine.catalog.all():
         state, reason = engine.pipelines.state(spec)
+        if spec.slug in aliases:
+            state, reason = "alias", f"runs {aliases[spec.slug]}"
         typer.echo(f"{spec.slug:20} {state:13} {spec.name}" + (f"  ({reason})" if reason else ""))
+    for slug, target in aliases.items():
+        if not any(spec.slug == slug for spec in engine.catalog.all()):
+            typer.echo(f"{slug:20} {'alias':13} runs {target}")
+
+
+@models_app.command("alias")
+def models_alias(slug: Annotated[str, typer.Argument(help="The slug clients ask for, e.g. flux-2-pro")],
+                 target: Annotated[str | None, typer.Argument(help="The model that runs it here, e.g. flux-2-dev")]
+                 = None,
+                 remove: Annotated[bool, typer.Option("--remove", help="Remove the alias")] = False) -> None:
+    """Serve a slug with another model (e.g. a proprietary slug with an open model); responses name both."""
+    from engine.errors import EngineError
+
+    engine = _engine()
+    try:
+        if remove:
+            engine.remove_model_alias(slug)
+            typer.echo(f"Removed the alias {slug}")
+            return
+        if target is None:
+            typer.echo("give the model that runs it: imagestudio models alias SLUG TARGET", err=True)
+            raise typer.Exit(2)
+        engine.set_model_alias(slug, target)
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{slug} now runs {target}")
 
 
 @models_app.command("pull")

@@ -54,19 +54,27 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def error_body(code: str, message: str, **extra) -> dict:
+def error_body(code: str, message: str, *, top: dict | None = None, **extra) -> dict:
+    """The error envelope; ``extra`` goes into ``error``, ``top`` beside it (where the seed API puts a field)."""
     error = {"code": code, "message": message}
     error.update({k: v for k, v in extra.items() if v is not None})
-    return {"success": False, "error": error, "request_id": current_request_id()}
+    return {"success": False, "error": error, **(top or {}), "request_id": current_request_id()}
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra) -> JSONResponse:
-    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: dict | None = None, *, top: dict | None = None,
+                   **extra) -> JSONResponse:
+    return JSONResponse(error_body(code, message, top=top, **extra), status_code=status, headers=headers)
 
 
 def error_for(exc: engine_errors.EngineError) -> dict:
     """The ``error`` object of an engine error, as used inside batch results."""
-    return error_body(exc.code, exc.message, field=exc.field)["error"]
+    return error_body(exc.code, exc.message, field=exc.field, **_rate_limit_details(exc))["error"]
+
+
+def _rate_limit_details(exc: engine_errors.EngineError) -> dict:
+    if isinstance(exc, engine_errors.RateLimited):
+        return {"retry_after": exc.retry_after, "limit": exc.limit}
+    return {}
 
 
 def _field_name(loc: tuple) -> str:
@@ -87,12 +95,15 @@ async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JS
     if isinstance(exc, engine_errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
         headers.update(exc.headers)
-        extra = {"retry_after": exc.retry_after, "limit": exc.limit}
     if isinstance(exc, engine_errors.DatabaseBusy):
         headers["Retry-After"] = "1"  # locks are held for milliseconds: worth retrying at once
     if status >= 500:
         log.warning("%s: %s", exc.code, exc.message)
-    return error_response(status, exc.code, exc.message, headers=headers or None, field=exc.field, **extra)
+    extra = _rate_limit_details(exc)
+    # The seed API: a 429 "includes retry_after seconds": at the top of the body, and in the error object.
+    top = {"retry_after": extra["retry_after"]} if extra else None
+    return error_response(status, exc.code, exc.message, headers=headers or None, top=top, field=exc.field,
+                          **extra)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

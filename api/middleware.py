@@ -104,3 +104,23 @@ class ApiLogMiddleware:
                 session.commit()
         except Exception:  # a lost log line must never fail the request it describes
             log.exception("could not write the API log")
+
+
+class HeadAsGet:
+    """HEAD on /api/* mirrors GET: the same status and headers, no body (FastAPI routes take GET only)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD" or not scope["path"].startswith(API_PREFIX):
+            return await self.app(scope, receive, send)
+
+        async def send_headers_only(message):
+            if message["type"] == "http.response.body":
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)

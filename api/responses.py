@@ -53,8 +53,9 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-def ok(data, status: int = 200, headers: dict | None = None) -> JSONResponse:
-    body = {"success": True, "data": jsonable_encoder(data), "request_id": current_request_id()}
+def ok(data, status: int = 200, headers: dict | None = None, top: dict | None = None) -> JSONResponse:
+    """The success envelope; ``top`` adds fields beside ``data`` (where a seed API document puts them)."""
+    body = {"success": True, "data": jsonable_encoder(data), **(top or {}), "request_id": current_request_id()}
     return FastJSONResponse(body, status_code=status, headers=headers)
 
 
@@ -71,26 +72,37 @@ def image_payload(result: GenerationResult, request: Request, engine: ImageEngin
                   **extra) -> dict:
     """The image part of a response: a hosted, signed URL when stored, else a data URL."""
     image = url = hosted_image_url(request, engine, result.image_id) if result.stored else data_url(result.png)
-    p = result.params
     return {
         "id": result.image_id, "job_id": result.job_id, "image": image, "image_url": url, "format": "png",
-        "model": p.model, "prompt": p.prompt, "negative_prompt": p.negative_prompt, "width": p.width,
-        "height": p.height, "steps": p.steps, "guidance_scale": p.guidance_scale, "seed": p.seed,
-        "duration_ms": result.duration_ms,
+        **generation_info(result.params.as_dict()), "duration_ms": result.duration_ms,
         "storage": {"enabled": storage["enabled"], "stored": result.stored, "plan": storage["plan"],
+                    "plan_slug": storage["plan_slug"],
                     **({"reason": "storage quota is full"} if storage.get("quota_full") else {})},
+        "warnings": list(result.params.warnings),
         **extra,
     }
 
 
-async def metered(request: Request, engine: ImageEngine, workspace_id: str, *, requests: int, credits: int,
+def generation_info(params: dict) -> dict:
+    """Recorded generation parameters (``ResolvedParams.as_dict``) as responses show them: the step count
+    under the seed API's ``num_inference_steps`` and, as before, ``steps``."""
+    return {"requested_model": None, "true_cfg_scale": None, **params, "num_inference_steps": params["steps"]}
+
+
+async def metered(request: Request, engine: ImageEngine, workspace_id: str, *, requests: int = 1, credits: int = 0,
+                  costs: list[int] | None = None,
                   work: Callable[[Admission], Awaitable[JSONResponse]]) -> JSONResponse:
     """Admit (limits, concurrency, credits), run ``work``, then give back whatever did not succeed.
 
-    ``work`` marks what succeeded on the admission; it may set ``admission.deferred`` when the
-    work goes on after the response (async jobs), and then settles it itself.
+    With ``costs`` (a batch: the credits of each item), as many items as fit are admitted and
+    ``admission.refusals`` holds the reason for each of the others. ``work`` marks what succeeded on
+    the admission; it may set ``admission.deferred`` when the work goes on after the response (async
+    jobs), and then settles it itself.
     """
-    admission = await asyncio.to_thread(engine.meter.admit, workspace_id, requests=requests, credits=credits)
+    if costs is None:
+        admission = await asyncio.to_thread(engine.meter.admit, workspace_id, requests=requests, credits=credits)
+    else:
+        admission = await asyncio.to_thread(engine.meter.admit_batch, workspace_id, costs)
     try:
         response = await work(admission)
     finally:
@@ -165,9 +177,9 @@ def wants_async(request: Request, run_async: bool) -> bool:
 
 
 async def respond_with_image(request: Request, engine: ImageEngine, admission: Admission, task, *, storage: dict,
-                             cost: int, run_async: bool, **extra) -> JSONResponse:
+                             cost: int, run_async: bool, image_url_on_top: bool = False, **extra) -> JSONResponse:
     """Answer 202 with the job at once (async mode; the charge is settled when the job ends), or wait for the
-    image and answer with it."""
+    image and answer with it (``image_url_on_top``: also beside ``data``, as the Image Studio document reads it)."""
     if wants_async(request, run_async):
         admission.deferred = True
 
@@ -182,4 +194,5 @@ async def respond_with_image(request: Request, engine: ImageEngine, admission: A
                   headers={"Location": status_url})
     result = await asyncio.wrap_future(task.future)
     admission.succeeded(images=1, credits=cost)
-    return ok(image_payload(result, request, engine, storage, credits_used=cost, **extra))
+    payload = image_payload(result, request, engine, storage, credits_used=cost, **extra)
+    return ok(payload, top={"image_url": payload["image_url"]} if image_url_on_top else None)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.generation import DEFAULT_SIZE, MAX_SEED, MAX_SIZE, MIN_SIZE
+from engine.generation import GenerationParams
 
 T = TypeVar("T")
 
@@ -22,26 +22,24 @@ class ErrorInfo(BaseModel):
     message: str
     field: str | None = None
     details: list[dict[str, Any]] | None = None
+    retry_after: int | None = None
+    limit: str | None = Field(default=None, description="429 only: which limit: minute, day, month, concurrency "
+                                                        "or prompt_tools")
 
 
 class ErrorEnvelope(BaseModel):
     success: bool = False
     error: ErrorInfo
+    retry_after: int | None = Field(default=None, description="429 only: seconds until a retry can succeed")
     request_id: str
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(GenerationParams):
     """A single image (``prompt`` …) or a batch (``items``, each an object with the same fields;
     top-level fields act as defaults for every item)."""
 
     prompt: str | None = Field(default=None, min_length=1, max_length=2000, examples=["a red fox in fresh snow"])
-    negative_prompt: str | None = Field(default=None, max_length=1000)
     model: str | None = Field(default=None, max_length=64, examples=["flux-schnell"])
-    width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
-    height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
-    steps: int | None = Field(default=None, ge=1, le=50)
-    guidance_scale: float | None = Field(default=None, ge=0, le=30)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     items: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100)
     run_async: bool = Field(default=False, alias="async",
                             description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")
@@ -49,11 +47,16 @@ class GenerateRequest(BaseModel):
     # Unknown fields are refused (422), as in batch items: a typo like `negativePrompt` must not pass silently.
     model_config = ConfigDict(populate_by_name=True, extra="forbid", str_strip_whitespace=True)
 
+    def item_defaults(self) -> dict[str, Any]:
+        """The fields given at the top level, which every item inherits."""
+        return self.model_dump(exclude={"items", "run_async"}, exclude_unset=True)
+
 
 class StorageInfo(BaseModel):
     enabled: bool = Field(description="Storage is on for this account (admin setting and plan)")
     stored: bool = Field(description="This image was stored and `image_url` is a hosted link")
-    plan: str | None
+    plan: str = Field(description="The plan's storage in words, e.g. \"10 GB cloud storage\"")
+    plan_slug: str | None = Field(default=None, description="The plan's slug")
     reason: str | None = Field(default=None, description="Why an image was not stored although storage is on")
 
 
@@ -66,13 +69,17 @@ class JobAccepted(BaseModel):
 class GenerationInfo(BaseModel):
     """The parameters an image was made with (shared by every image-bearing response)."""
 
-    model: str
+    model: str = Field(description="The model that ran")
+    requested_model: str | None = Field(default=None, description="The slug asked for, where a model alias ran "
+                                                                   "another model")
     prompt: str
     negative_prompt: str | None
     width: int
     height: int
-    steps: int
+    num_inference_steps: int
+    steps: int = Field(description="Same as `num_inference_steps`")
     guidance_scale: float
+    true_cfg_scale: float | None = None
     seed: int
     duration_ms: int
 
@@ -89,17 +96,29 @@ class ImageData(ImageLinks):
     storage: StorageInfo
     variant: str = "generate"
     credits_used: int = 0
+    warnings: list[str] = Field(default_factory=list, description="What the model could not do as asked (a "
+                                                                  "rounded size, an unused negative prompt, …)")
 
 
-class BatchResult(BaseModel):
+class BatchSuccess(ImageData):
+    """A batch item that ran: the seed API's flat shape (`success`, `image`, `seed`, `model`, `storage` …)."""
+
     index: int
-    success: bool
-    data: ImageData | None = None
-    error: ErrorInfo | None = None
+    success: Literal[True] = True
+
+
+class BatchFailure(BaseModel):
+    """A batch item that did not run: `error` is the message, as in the seed API; the rest is ours."""
+
+    index: int
+    success: Literal[False] = False
+    error: str = Field(description='"Rate limit exceeded", the credit message, or what was wrong with the item')
+    error_code: str
+    error_details: ErrorInfo
 
 
 class BatchData(BaseModel):
-    results: list[BatchResult]
+    results: list[BatchSuccess | BatchFailure]
     total: int
     succeeded: int
     failed: int
@@ -112,6 +131,7 @@ class ModelInfo(BaseModel):
     available: bool
     status: str = Field(description="loaded | ready | downloadable | unavailable")
     reason: str | None = None
+    alias_of: str | None = Field(default=None, description="The model that serves this slug here (a model alias)")
     family: str
     default_steps: int
     default_guidance: float

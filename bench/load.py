@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = report(stats, stop_at, args.seconds)
     # Every successful generate is one metered request and one image (plus the warm-up); nothing else is metered.
     generated = rows["generate"]["ok"] + 1 if "generate" in rows else 1
-    usage_today = usage["usage"]["today"]
+    usage_today = usage["data"]["usage"]["today"]
     consistent = usage_today["requestCount"] == usage_today["imageCount"] == generated
     print(f"\nLoad: {args.clients} clients for {args.seconds:g} s (+{elapsed - args.seconds:.1f} s for the last "
           f"answers), mix {args.mix}, tiny-sd 256x256 2 steps\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from engine.db import session_scope
 
 from engine.errors import InvalidRequest, ModelNotFound
 from engine.models import CustomModel
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 # The pipeline classes by family: text-to-image and the image-to-image ("edit") variant.
 FAMILY_PIPELINES: dict[str, tuple[str, str | None]] = {
@@ -37,12 +40,17 @@ class ModelSpec:
     native_size: int = 1024  # the square size it was trained at; aspect ratios keep its area
     size_multiple: int = 8
     supports_negative: bool = True
+    true_cfg_scale: float | None = None  # negative prompts through true CFG at this default scale (FLUX.1)
+    uses_guidance: bool = True  # False: guidance-distilled, guidance_scale has no effect
     max_sequence_length: int | None = None
     scheduler: str | None = None  # a scheduler class to swap in after loading
     scheduler_config: dict = field(default_factory=dict)
     unet_weights: tuple[str, str] | None = None  # (repo, file) of a UNet that replaces the base one
     license: str = ""
     unavailable_reason: str | None = None  # set for proprietary models with no open weights
+    vendor: str | None = None  # who serves a proprietary model (a remote provider may plug in here)
+    # Models that stand in for a proprietary one when no alias is set, the first whose weights are here.
+    fallbacks: tuple[str, ...] = ()
     tiny: bool = False
     custom: bool = False
 
@@ -53,6 +61,11 @@ class ModelSpec:
     @property
     def edit_pipeline_class(self) -> str | None:
         return FAMILY_PIPELINES.get(self.family, (None, None))[1]
+
+    @property
+    def edit_uses_strength(self) -> bool:
+        """FLUX.2 pipelines edit by reference image: there is no strength to set."""
+        return self.family not in ("flux2", "flux2-klein")
 
     @property
     def open_weights(self) -> bool:
@@ -66,20 +79,20 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         slug="flux-schnell", name="FLUX.1 [schnell]",
         description="Black Forest Labs' 12B timestep-distilled FLUX model: sharp images in 1-4 steps. Apache-2.0.",
         family="flux", repo_id="black-forest-labs/FLUX.1-schnell", default_steps=4, default_guidance=0.0,
-        min_size=256, max_size=1024, size_multiple=16, supports_negative=False, max_sequence_length=256,
-        license="apache-2.0",
+        min_size=256, max_size=1024, size_multiple=16, true_cfg_scale=4.0, uses_guidance=False,
+        max_sequence_length=256, license="apache-2.0",
     ),
     ModelSpec(
         slug="flux-2-klein-9b", name="FLUX.2 [klein] 9B",
         description="Distilled 9B FLUX.2 model: sub-second generation and editing with multi-reference support.",
         family="flux2-klein", repo_id="black-forest-labs/FLUX.2-klein-9B", default_steps=4, default_guidance=1.0,
-        size_multiple=16, supports_negative=False, license="flux-non-commercial (gated)",
+        size_multiple=16, supports_negative=False, uses_guidance=False, license="flux-non-commercial (gated)",
     ),
     ModelSpec(
         slug="flux-2-klein-4b", name="FLUX.2 [klein] 4B",
         description="Distilled 4B FLUX.2 model, small enough for consumer GPUs. Apache-2.0.",
         family="flux2-klein", repo_id="black-forest-labs/FLUX.2-klein-4B", default_steps=4, default_guidance=1.0,
-        size_multiple=16, supports_negative=False, license="apache-2.0",
+        size_multiple=16, supports_negative=False, uses_guidance=False, license="apache-2.0",
     ),
     ModelSpec(
         slug="flux-2-dev", name="FLUX.2 [dev]",
@@ -91,6 +104,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         slug="flux-2-pro", name="FLUX.2 [pro]",
         description="Black Forest Labs' flagship FLUX.2 model, served only through their API.",
         family="proprietary", unavailable_reason=_PROPRIETARY + " (Black Forest Labs API)",
+        vendor="Black Forest Labs", fallbacks=("flux-2-dev", "flux-2-klein-9b", "flux-2-klein-4b"),
     ),
     ModelSpec(
         slug="stable-diffusion", name="Stable Diffusion XL",
@@ -116,12 +130,14 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         slug="lucid-origin", name="Lucid Origin",
         description="Leonardo.Ai's Lucid Origin model.",
-        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)",
+        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)", vendor="Leonardo.Ai",
+        fallbacks=("flux-2-dev", "flux-schnell", "stable-diffusion"),
     ),
     ModelSpec(
         slug="phoenix-1", name="Phoenix 1.0",
         description="Leonardo.Ai's Phoenix 1.0 model.",
-        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)",
+        family="proprietary", unavailable_reason=_PROPRIETARY + " (Leonardo.Ai)", vendor="Leonardo.Ai",
+        fallbacks=("flux-2-dev", "flux-schnell", "stable-diffusion"),
     ),
     # Tiny offline models: real architectures with random weights, built by the project itself.
     ModelSpec(
@@ -137,8 +153,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         slug="tiny-flux", name="Tiny FLUX (offline test model)",
         description="A FLUX.1 pipeline with tiny random weights, built locally; for tests and demos.",
-        family="flux", default_steps=2, default_guidance=0.0, size_multiple=16, supports_negative=False,
-        max_sequence_length=64, tiny=True, native_size=256,
+        family="flux", default_steps=2, default_guidance=0.0, size_multiple=16, true_cfg_scale=4.0,
+        uses_guidance=False, max_sequence_length=64, tiny=True, native_size=256,
     ),
 )
 
@@ -169,7 +185,7 @@ class Catalog:
             raise InvalidRequest(f"'{slug}' is a built-in model slug", field="slug")
         if family not in FAMILY_PIPELINES:
             raise InvalidRequest(f"family must be one of {', '.join(FAMILY_PIPELINES)}", field="family")
-        if not slug.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(slug) > 64:
+        if not _SLUG.fullmatch(slug):
             raise InvalidRequest("slug may hold letters, digits, '-', '_' and '.' (64 at most)", field="slug")
         path = Path(source).expanduser()
         if path.is_absolute() or source.startswith("."):
@@ -181,6 +197,18 @@ class Catalog:
             session.merge(row)
             session.commit()
         return _custom_spec(row)
+
+    def check_alias(self, slug: str, target: str) -> None:
+        """An alias maps a requested slug (a catalog slug, or a new name) to a model that runs here.
+        Aliases never chain: the target is a model with open weights, not another alias."""
+        if not _SLUG.fullmatch(slug):
+            raise InvalidRequest("an alias may hold letters, digits, '-', '_' and '.' (64 at most)", field="slug")
+        spec = self.get(target)
+        if not spec.open_weights:
+            raise InvalidRequest(f"'{target}' has no open weights: an alias must point at a model that runs here",
+                                 field="target")
+        if slug == target:
+            raise InvalidRequest("a model cannot be an alias of itself", field="target")
 
     def remove_custom(self, slug: str) -> None:
         with session_scope(self._db) as session:
@@ -204,4 +232,5 @@ def _custom_spec(row: CustomModel) -> ModelSpec:
         default_steps=row.default_steps or base.default_steps,
         default_guidance=row.default_guidance if row.default_guidance is not None else base.default_guidance,
         scheduler=None, scheduler_config={}, license="", custom=True,
+        uses_guidance=True,  # a custom FLUX.1 may be a guidance-embedded dev model: no false warning
     )

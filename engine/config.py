@@ -20,6 +20,10 @@ class Settings(BaseSettings):
 
     models_path: Path | None = Field(default=None, description="Model weights folder; default: data_dir/models.")
     default_model: str = "flux-schnell"
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Requested slug -> model that runs it, as JSON (e.g. {\"flux-2-pro\": \"flux-2-dev\"}); "
+                    "the admin page and `imagestudio models alias` change them at runtime.")
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     memory_budget_gb: float = Field(
@@ -47,6 +51,9 @@ class Settings(BaseSettings):
     studio_enabled: bool = True
     secret_key: str | None = Field(default=None, description="Signs JWTs and links; generated into data_dir if unset.")
     max_body_bytes: int = 16 * 1024 * 1024
+    prompt_tools_per_minute: int = Field(
+        default=60, ge=1, description="Calls a minute per workspace to the prompt tools, which are free and outside "
+                                      "the daily/monthly quotas: a guard for the server, not a quota.")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

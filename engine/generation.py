@@ -6,12 +6,13 @@ import io
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from engine import png
 from engine.catalog import ModelSpec
@@ -22,7 +23,10 @@ MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 256, 1024, 512
 
 
 class GenerationParams(BaseModel):
-    """What a caller asks for. Omitted steps/guidance/seed take the model's defaults or a random seed."""
+    """What a caller asks for. Omitted steps/guidance/seed take the model's defaults or a random seed.
+
+    ``num_inference_steps`` is the seed API's name for the step count; ``steps`` is accepted as an alias.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -31,9 +35,28 @@ class GenerationParams(BaseModel):
     model: str | None = Field(default=None, max_length=64)
     width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
     height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
-    steps: int | None = Field(default=None, ge=1, le=50)
+    num_inference_steps: int | None = Field(default=None, ge=1, le=50,
+                                            description="Denoising steps; omitted: the model's default")
+    steps: int | None = Field(default=None, ge=1, le=50, description="Alias of `num_inference_steps`")
     guidance_scale: float | None = Field(default=None, ge=0, le=30)
+    true_cfg_scale: float | None = Field(
+        default=None, ge=1, le=30,
+        description="FLUX.1 only: the scale of true classifier-free guidance used for a `negative_prompt`")
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_agree(cls, steps: int | None, info: ValidationInfo) -> int | None:
+        given = info.data.get("num_inference_steps")
+        if steps is not None and given is not None and steps != given:
+            raise PydanticCustomError(
+                "steps_conflict", "num_inference_steps ({given}) and steps ({steps}) differ: send one of them "
+                "(steps is an alias of num_inference_steps)", {"given": given, "steps": steps})
+        return steps
+
+    @property
+    def step_count(self) -> int | None:
+        return self.num_inference_steps if self.num_inference_steps is not None else self.steps
 
 
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")
@@ -68,13 +91,23 @@ class ResolvedParams:
     steps: int
     guidance_scale: float
     seed: int
+    true_cfg_scale: float | None = None  # FLUX.1 with a negative prompt: true classifier-free guidance
+    requested_model: str | None = None  # the slug asked for, when a model alias ran another model
+    # What the request asked for that this model cannot do as asked (told to the caller, never dropped silently).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one batched pipeline call."""
-        return (self.model, self.width, self.height, self.steps, self.guidance_scale)
+        return (self.model, self.width, self.height, self.steps, self.guidance_scale, self.true_cfg_scale)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The parameters as recorded (PNG text chunks, job rows); optional ones only when set."""
+        values = asdict(self)
+        del values["warnings"]
+        for optional in ("true_cfg_scale", "requested_model"):
+            if values[optional] is None:
+                del values[optional]
+        return values
 
 
 def _round_size(value: int, spec: ModelSpec) -> int:
@@ -86,24 +119,41 @@ def _round_size(value: int, spec: ModelSpec) -> int:
 
 
 def check_inputs(params: GenerationParams, spec: ModelSpec) -> ResolvedParams:
-    """Fill defaults and fit the request to the model; raise clear errors for what can't run."""
+    """Fill defaults and fit the request to the model; raise clear errors for what can't run, and warn about
+    what the model takes differently from how it was asked (rounded sizes, unused settings)."""
     if not spec.open_weights:
         raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
     prompt = params.prompt.strip()
     if not prompt:
         raise InvalidRequest("prompt must not be blank", field="prompt")
+    warnings: list[str] = []
     negative = (params.negative_prompt or "").strip() or None
-    if negative and not spec.supports_negative:
-        negative = None  # distilled FLUX models have no negative conditioning; ignored, not an error
+    true_cfg = None
+    if negative and spec.true_cfg_scale:
+        true_cfg = float(params.true_cfg_scale or spec.true_cfg_scale)
+    elif negative and not spec.supports_negative:
+        warnings.append(f"negative_prompt was not used: {spec.name} has no negative conditioning")
+        negative = None
+    if params.true_cfg_scale is not None and true_cfg is None:
+        warnings.append("true_cfg_scale was not used: it applies to FLUX.1 models with a negative_prompt")
+    if params.guidance_scale is not None and not spec.uses_guidance:
+        warnings.append(f"guidance_scale was not used: {spec.name} is guidance-distilled")
+    width, height = _round_size(params.width, spec), _round_size(params.height, spec)
+    for name, asked, got in (("width", params.width, width), ("height", params.height, height)):
+        if asked != got:
+            warnings.append(f"{name} {asked} was rounded to {got}: {spec.name} takes multiples of "
+                            f"{spec.size_multiple} from {spec.min_size} to {spec.max_size}")
     return ResolvedParams(
         prompt=prompt,
         negative_prompt=negative,
         model=spec.slug,
-        width=_round_size(params.width, spec),
-        height=_round_size(params.height, spec),
-        steps=params.steps or spec.default_steps,
+        width=width,
+        height=height,
+        steps=params.step_count or spec.default_steps,
         guidance_scale=spec.default_guidance if params.guidance_scale is None else float(params.guidance_scale),
         seed=secrets.randbelow(MAX_SEED + 1) if params.seed is None else params.seed,
+        true_cfg_scale=true_cfg,
+        warnings=tuple(warnings),
     )
 
 
@@ -161,7 +211,9 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
             kwargs["strength"] = strength
         elif "width" in _call_parameters(pipe):
             kwargs.update(width=first.width, height=first.height)
-    if spec.supports_negative:
+    if first.true_cfg_scale:  # FLUX.1: the negative prompt works through true classifier-free guidance
+        kwargs.update(negative_prompt=[p.negative_prompt or "" for p in batch], true_cfg_scale=first.true_cfg_scale)
+    elif spec.supports_negative and not spec.true_cfg_scale:
         kwargs["negative_prompt"] = [p.negative_prompt or "" for p in batch]
     if spec.max_sequence_length and "max_sequence_length" in _call_parameters(pipe):
         kwargs["max_sequence_length"] = spec.max_sequence_length

@@ -1,8 +1,9 @@
 """Plans enforced: requests per minute/day/month, concurrent jobs and credits, exact under concurrency.
 
-Every check-and-change is one conditional statement inside a write transaction (``BEGIN
-IMMEDIATE`` on SQLite), never a read followed by a write, so N concurrent requests against
-M remaining units admit exactly min(N, M). A request is admitted (units taken) before it runs
+Every change is a conditional statement inside a write transaction (``BEGIN IMMEDIATE`` on
+SQLite), so N concurrent requests against M remaining units admit exactly min(N, M). A batch first
+reads how many of its items fit (under the same write lock), then takes exactly those; items past
+that come back refused, each with its reason. A request is admitted (units taken) before it runs
 and settled afterwards: whatever did not succeed is given back, so a failed request costs nothing.
 """
 
@@ -17,10 +18,11 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from engine.db import session_scope
-from engine.errors import Forbidden, InsufficientCredits, RateLimited
+from engine.errors import EngineError, Forbidden, InsufficientCredits, RateLimited
 from engine.models import PendingCharge, Plan, UsageCounter, Workspace
 
 WINDOWS = ("minute", "day", "month")
+PROMPT_TOOLS_WINDOW = "prompt_tools"  # its own per-minute counter, outside the request windows
 _PLAN_FIELD = {"minute": "requests_per_minute", "day": "requests_per_day", "month": "requests_per_month"}
 
 
@@ -54,6 +56,7 @@ class Admission:
     images: int = 0
     credits_used: int = 0
     deferred: bool = False  # settled later, when work that outlives the request finishes
+    refusals: list[EngineError] = field(default_factory=list)  # batch items that did not fit, in order
     settled: bool = field(default=False, repr=False)
 
     def succeeded(self, *, requests: int = 1, images: int = 0, credits: int = 0) -> None:
@@ -110,6 +113,15 @@ class Meter:
     def admit(self, workspace_id: str, *, requests: int = 1, credits: int = 0,
               now: datetime | None = None) -> Admission:
         """Take ``requests`` units of every window, a concurrency slot and ``credits``, or raise."""
+        return self._admit(workspace_id, [credits] + [0] * (requests - 1), partial=False, now=now)
+
+    def admit_batch(self, workspace_id: str, costs: list[int], now: datetime | None = None) -> Admission:
+        """Admit as many batch items, in order, as the limits and the credit balance allow (one request and
+        ``costs[i]`` credits each). ``admission.refusals`` says why each of the others was refused; only a
+        batch of which nothing fits raises."""
+        return self._admit(workspace_id, costs, partial=True, now=now)
+
+    def _admit(self, workspace_id: str, costs: list[int], *, partial: bool, now: datetime | None) -> Admission:
         now = now or datetime.now(UTC)
         workspace, plan = self.plan_of(workspace_id)
         with self._active_lock:
@@ -118,49 +130,75 @@ class Meter:
                                   retry_after=2, limit="concurrency")
             self._active[workspace_id] = self._active.get(workspace_id, 0) + 1
         try:
-            return self._admit_units(workspace_id, plan, requests, credits, now)
+            return self._admit_units(workspace_id, plan, costs, partial, now)
         except BaseException:
             self._release(workspace_id)
             raise
 
-    def _admit_units(self, workspace_id: str, plan: Plan, requests: int, credits: int, now: datetime) -> Admission:
+    def _admit_units(self, workspace_id: str, plan: Plan, costs: list[int], partial: bool,
+                     now: datetime) -> Admission:
         periods = window_periods(now)
         remaining: dict[str, int] = {}
         with session_scope(self._db) as session:
             conn = session.connection()  # BEGIN IMMEDIATE: the write lock is ours until commit
             self._grant_monthly_credits(conn, workspace_id, plan, periods["month"][0])
+            # How many items fit: read under the write lock, so nobody else can take the room meanwhile.
+            room = {window: getattr(plan, _PLAN_FIELD[window]) - (conn.execute(text(
+                "SELECT requests FROM usagecounter WHERE workspace_id = :ws AND window = :window "
+                "AND period = :period"), {"ws": workspace_id, "window": window,
+                                          "period": periods[window][0]}).scalar() or 0) for window in WINDOWS}
+            balance = conn.execute(text("SELECT credits FROM workspace WHERE id = :ws"),
+                                   {"ws": workspace_id}).scalar()
+            by_rate = max(0, min(room.values()))
+            by_credits = next((i for i in range(len(costs)) if sum(costs[:i + 1]) > balance), len(costs))
+            fits = min(by_rate, by_credits, len(costs))
+            if fits < len(costs) and (fits == 0 or not partial):
+                session.rollback()
+                if by_rate < len(costs):
+                    raise self._rate_limited(plan, min(WINDOWS, key=lambda w: room[w]), periods)
+                raise InsufficientCredits(_credit_message(sum(costs), balance))
+            admitted = costs[:fits]
+            credits = sum(admitted)
             for window in WINDOWS:
                 limit = getattr(plan, _PLAN_FIELD[window])
-                period, reset = periods[window]
+                period = periods[window][0]
                 row = conn.execute(text(
                     "INSERT INTO usagecounter (workspace_id, window, period, requests, images, credits) "
                     "SELECT :ws, :window, :period, :n, 0, :c WHERE :n <= :limit "
                     "ON CONFLICT (workspace_id, window, period) DO UPDATE "
                     "SET requests = requests + :n, credits = credits + :c WHERE requests + :n <= :limit "
                     "RETURNING requests"),
-                    {"ws": workspace_id, "window": window, "period": period, "n": requests, "c": credits,
+                    {"ws": workspace_id, "window": window, "period": period, "n": fits, "c": credits,
                      "limit": limit}).first()
-                if row is None:
+                if row is None:  # cannot happen under the lock; the conditional write keeps the limit anyway
                     session.rollback()
-                    raise RateLimited(f"{_describe(window)} limit of {limit} requests reached on the "
-                                      f"{plan.name} plan", retry_after=reset, limit=window,
-                                      headers=rate_limit_headers(plan, limit, 0, reset))
+                    raise self._rate_limited(plan, window, periods)
                 remaining[window] = limit - row[0]
             if credits > 0:
                 left = conn.execute(text(
                     "UPDATE workspace SET credits = credits - :c WHERE id = :ws AND credits >= :c RETURNING credits"),
                     {"ws": workspace_id, "c": credits}).first()
                 if left is None:
-                    balance = conn.execute(text("SELECT credits FROM workspace WHERE id = :ws"),
-                                           {"ws": workspace_id}).scalar()
                     session.rollback()
-                    raise InsufficientCredits(f"this request costs {credits} credit{'s' if credits != 1 else ''} "
-                                              f"and the balance is {balance}")
-            charge = PendingCharge(workspace_id=workspace_id, requests=requests, credits=credits,
+                    raise InsufficientCredits(_credit_message(credits, balance))
+            charge = PendingCharge(workspace_id=workspace_id, requests=fits, credits=credits,
                                    periods={w: periods[w][0] for w in WINDOWS})
             session.add(charge)
             session.commit()
-        return Admission(workspace_id, plan, requests, credits, periods, remaining, charge_id=charge.id)
+        tightest = min(WINDOWS, key=lambda w: room[w])
+        refusals: list[EngineError] = [
+            self._rate_limited(plan, tightest, periods) if i >= by_rate
+            else InsufficientCredits(_credit_message(costs[i], balance - credits, item=True))
+            for i in range(fits, len(costs))]
+        return Admission(workspace_id, plan, fits, credits, periods, remaining, charge_id=charge.id,
+                         refusals=refusals)
+
+    @staticmethod
+    def _rate_limited(plan: Plan, window: str, periods) -> RateLimited:
+        limit = getattr(plan, _PLAN_FIELD[window])
+        reset = periods[window][1]
+        return RateLimited(f"{_describe(window)} limit of {limit} requests reached on the {plan.name} plan",
+                           retry_after=reset, limit=window, headers=rate_limit_headers(plan, limit, 0, reset))
 
     @staticmethod
     def _grant_monthly_credits(conn, workspace_id: str, plan: Plan, month: str) -> None:
@@ -212,6 +250,22 @@ class Meter:
         with self._active_lock:
             self._active[workspace_id] = max(0, self._active.get(workspace_id, 0) - 1)
 
+    def guard_prompt_tools(self, workspace_id: str, per_minute: int, now: datetime | None = None) -> None:
+        """Prompt tools are free and outside the quotas (as the seed API promises); this per-minute count of
+        their calls, kept apart from the request windows, only protects the server from floods."""
+        period, reset = window_periods(now or datetime.now(UTC))["minute"]
+        with session_scope(self._db) as session:
+            row = session.connection().execute(text(
+                "INSERT INTO usagecounter (workspace_id, window, period, requests, images, credits) "
+                "SELECT :ws, :window, :period, 1, 0, 0 WHERE 1 <= :limit "
+                "ON CONFLICT (workspace_id, window, period) DO UPDATE "
+                "SET requests = requests + 1 WHERE requests + 1 <= :limit RETURNING requests"),
+                {"ws": workspace_id, "window": PROMPT_TOOLS_WINDOW, "period": period, "limit": per_minute}).first()
+            session.commit()
+        if row is None:
+            raise RateLimited(f"prompt tools take at most {per_minute} calls a minute; retry in {reset} s",
+                              retry_after=reset, limit=PROMPT_TOOLS_WINDOW)
+
     # -- reporting ---------------------------------------------------------------------------
     def usage(self, workspace_id: str, now: datetime | None = None) -> dict:
         now = now or datetime.now(UTC)
@@ -233,6 +287,13 @@ class Meter:
         by_day = {r.period: r for r in rows}
         return [{"date": k, "requests": by_day[k].requests if k in by_day else 0,
                  "images": by_day[k].images if k in by_day else 0} for k in keys]
+
+
+def _credit_message(credits: int, balance: int, item: bool = False) -> str:
+    plural = "s" if credits != 1 else ""
+    if item:
+        return f"this item costs {credits} credit{plural} and the balance left for it is {balance}"
+    return f"this request costs {credits} credit{plural} and the balance is {balance}"
 
 
 def _describe(window: str) -> str:

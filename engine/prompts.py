@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_FIELD_CHARS = 500
 MAX_PROMPT_CHARS = 10_000
 MAX_ENHANCED_CHARS = 2000  # what generation accepts (GenerationParams.prompt)
+MAX_TONE_CHARS = 100
 
 DEFAULT_TONE = "photographic"
 PROVIDERS = ("builtin", "openai", "transformers")
@@ -355,12 +356,43 @@ def _check_prompt(prompt) -> str:
 
 
 def _check_tone(tone) -> str:
+    """The tone as it will be used: a known tone's name, or the caller's free text ("anime, cozy"), tidied."""
     if tone is None:
         return DEFAULT_TONE
-    name = tone.strip().lower() if isinstance(tone, str) else ""
-    if name not in TONES:
-        raise InvalidRequest(f"unknown tone {tone!r}; valid tones: {', '.join(TONES)}", field="tone")
-    return name
+    if not isinstance(tone, str):
+        raise InvalidRequest("tone must be text", field="tone")
+    label = " ".join(tone.split()).strip(" ,;")
+    if not label:
+        return DEFAULT_TONE
+    if len(label) > MAX_TONE_CHARS or not label.isprintable():
+        raise InvalidRequest(f"tone must be at most {MAX_TONE_CHARS} printable characters", field="tone")
+    return label.lower() if label.lower() in TONES else label
+
+
+_GENERIC_QUALITY = ("high detail", "crisp details")
+
+
+def tone_wording(label: str) -> Tone:
+    """A known tone's curated wording; for free text, the known tone names in it bring theirs and every
+    other phrase is used as a style descriptor, as given."""
+    if label in TONES:
+        return TONES[label]
+    phrases = [part.strip() for part in re.split(r"[,;]", label) if part.strip()]
+    known = [TONES[p.lower()] for p in phrases if p.lower() in TONES]
+    free = tuple(p for p in phrases if p.lower() not in TONES)
+
+    def merged(values) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(word for words in values for word in words))
+
+    return Tone(
+        style=free + merged(t.style for t in known),
+        # The caller's own words decide the look: a curated "photorealistic" must not fight "anime".
+        graphic_style=free + merged(t.graphic_style or t.style for t in known),
+        quality=merged(t.quality for t in known) or _GENERIC_QUALITY,
+        lighting=next((t.lighting for t in known if t.lighting), ()),
+        camera=bool(known) and not free and all(t.camera for t in known),
+        detail_count=min((t.detail_count for t in known), default=3),
+    )
 
 
 def detect_subject(prompt: str) -> str:
@@ -403,7 +435,7 @@ def enhance_prompt_builtin(prompt: str, tone: str | None = None) -> str:
     separator = " " if text[-1] in ".!?,;:" else ", "
     result = text
     added = 0
-    for descriptor in _descriptors(text, kind, TONES[tone_name]):
+    for descriptor in _descriptors(text, kind, tone_wording(tone_name)):
         if _contains_phrase(result, descriptor):
             continue
         candidate = f"{result}{separator if added == 0 else ', '}{descriptor}"
@@ -444,7 +476,7 @@ class TextModelError(Exception):
 
 
 def system_message(tone: str) -> str:
-    style = ", ".join(TONES[tone].style)
+    style = ", ".join(tone_wording(tone).style)
     return (
         "You rewrite prompts for an AI image generator. Rewrite the user's prompt in a "
         f"{tone} tone ({style}). Keep the subject and every detail the user gave, and add concrete "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from engine.config import Settings
@@ -17,7 +18,11 @@ RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
     "cors_origins": (list, lambda s: list(s.cors_origins)),
     "text_model": (dict, lambda s: {"provider": "builtin"}),
     "max_batch_size": (int, lambda s: 100),  # a server-wide cap over every plan's batch size
+    "model_aliases": (dict, lambda s: dict(s.model_aliases)),  # requested slug -> the model that runs it
 }
+
+
+CACHE_TTL_S = 5.0  # another process (the CLI, a second server) changes a setting: seen here within this time
 
 
 class RuntimeSettings:
@@ -25,17 +30,18 @@ class RuntimeSettings:
         self._db = db
         self._settings = settings
         self._cache: dict[str, Any] | None = None
+        self._loaded_at = 0.0
         self._lock = threading.Lock()
 
     def _load(self) -> dict[str, Any]:
         with self._lock:
-            if self._cache is None:
+            if self._cache is None or time.monotonic() - self._loaded_at > CACHE_TTL_S:
                 values = {key: default(self._settings) for key, (_, default) in RUNTIME_KEYS.items()}
                 with session_scope(self._db) as session:
                     for row in session.query(AppSetting).all():
                         if row.key in RUNTIME_KEYS:
                             values[row.key] = row.value
-                self._cache = values
+                self._cache, self._loaded_at = values, time.monotonic()
             return self._cache
 
     def get(self, key: str) -> Any:

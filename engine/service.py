@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -16,17 +17,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import delete, select
 
 from engine.accounts import authenticate_password, ensure_default_plans, plan_for
-from engine.catalog import FAMILY_PIPELINES, Catalog
+from engine.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.config import Settings
 from engine.db import init_db, make_engine, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
-from engine.errors import EngineError, GenerationFailed, JobCancelled
+from engine.errors import EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
 from engine.gallery import Gallery
 from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
                                run_pipeline, supports_preview)
 from engine.metering import Meter
 from engine.models import IdempotencyRecord, ImageRecord, Job, JobStatus, User, new_id, utcnow
-from engine.pipelines import PipelineManager, diffusers_class
+from engine.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.results import ResultCache
 from engine.runtime_settings import RuntimeSettings
 from engine.storage import ImageStore
@@ -42,6 +43,16 @@ HOUSEKEEPING_INTERVAL_S = 300.0
 def _preload_pipeline_modules() -> None:
     for name in sorted({pipeline for pair in FAMILY_PIPELINES.values() for pipeline in pair if pipeline}):
         diffusers_class(name)
+
+
+def storage_description(plan) -> str:
+    """A plan's storage in words, as the seed API shows it ("10 GB cloud storage"; 1 GB = 1000 MB)."""
+    if plan is None or not plan.storage_enabled:
+        return "No cloud storage"
+    megabytes = plan.storage_quota_mb
+    if megabytes >= 1000:
+        return f"{megabytes / 1000:g} GB cloud storage"
+    return f"{megabytes} MB cloud storage"
 
 
 def job_result(result: GenerationResult) -> dict:
@@ -115,8 +126,8 @@ class ImageEngine:
         enabled = bool(self.runtime.get("storage_enabled") and plan and plan.storage_enabled)
         wanted = bool((user.preferences or {}).get("storage", True))
         room = not enabled or self.gallery.used_bytes(user.workspace_id) < plan.storage_quota_mb * 1024 * 1024
-        return {"enabled": enabled, "store": enabled and wanted and room, "plan": plan.slug if plan else None,
-                "quota_full": not room}
+        return {"enabled": enabled, "store": enabled and wanted and room, "plan": storage_description(plan),
+                "plan_slug": plan.slug if plan else None, "quota_full": not room}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,10 +180,48 @@ class ImageEngine:
             session.commit()
         return len(stale)
 
+    # -- models ------------------------------------------------------------------------------
+    def resolve_model(self, slug: str | None) -> tuple[ModelSpec, str, str | None]:
+        """(the model that runs, the slug asked for, a warning) for a requested slug: the admin's alias for
+        it, else the model itself, else (no open weights) the first of its stand-ins whose weights are here."""
+        requested = slug or self.settings.default_model
+        target = self.runtime.get("model_aliases").get(requested)
+        if target is not None:
+            return self.catalog.get(target), requested, None
+        spec = self.catalog.get(requested)
+        if spec.open_weights:
+            return spec, requested, None
+        for candidate in spec.fallbacks:
+            stand_in = self.catalog.get(candidate)
+            if self.pipelines.state(stand_in)[0] in (WeightsState.LOADED, WeightsState.READY):
+                return stand_in, requested, (f"{requested} has no open weights; {candidate} ran in its place "
+                                             f"(an admin can choose another with a model alias)")
+        raise ModelUnavailable(
+            f"'{requested}' is a {spec.unavailable_reason}. To serve it here, an admin maps it to a model that "
+            f"runs on this server: `imagestudio models alias {requested} flux-2-dev` (or any model in "
+            f"`imagestudio models list`), or Admin → Models → Model aliases in the studio", field="model")
+
+    def model_aliases(self) -> dict[str, str]:
+        return dict(self.runtime.get("model_aliases"))
+
+    def set_model_alias(self, slug: str, target: str) -> None:
+        self.catalog.check_alias(slug, target)
+        self.runtime.set("model_aliases", self.model_aliases() | {slug: target})
+
+    def remove_model_alias(self, slug: str) -> None:
+        aliases = self.model_aliases()
+        if aliases.pop(slug, None) is None:
+            raise NotFound(f"no model alias '{slug}'")
+        self.runtime.set("model_aliases", aliases)
+
     # -- generation --------------------------------------------------------------------------
     def prepare(self, params: GenerationParams) -> ResolvedParams:
-        spec = self.catalog.get(params.model or self.settings.default_model)
-        return check_inputs(params, spec)
+        spec, requested, warning = self.resolve_model(params.model)
+        resolved = check_inputs(params, spec)
+        if requested == spec.slug:
+            return resolved
+        return dataclasses.replace(resolved, requested_model=requested,
+                                   warnings=((warning,) if warning else ()) + resolved.warnings)
 
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
                           kind: str = "generate", init_image: Image.Image | None = None,
@@ -250,6 +299,15 @@ class ImageEngine:
 
             self._background_remover = BackgroundRemover(self.settings.models_dir)
         return self._background_remover
+
+    def guard_prompt_tools(self, workspace_id: str) -> None:
+        """Prompt tools are free and outside the quotas; only their own per-minute guard applies (429 past it)."""
+        self.meter.guard_prompt_tools(workspace_id, self.settings.prompt_tools_per_minute)
+
+    def enhance_prompt(self, workspace_id: str, prompt: str, tone: str | None = None):
+        """A richer prompt for the API and the studio alike (blocking: a text model may take seconds)."""
+        self.guard_prompt_tools(workspace_id)
+        return self.prompt_enhancer().enhance(prompt, tone)
 
     def prompt_enhancer(self):
         """The enhancer for the admin's chosen text model (rebuilt when that choice changes)."""

@@ -130,9 +130,5 @@ async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt:
 
 
 async def enhance_prompt(engine: ImageEngine, user: User, prompt: str, tone: str | None) -> EnhancedPrompt:
-    """Prompt tools are free of credits but count as requests, as on the API."""
-    enhancer = engine.prompt_enhancer()
-    async with metered(engine, user) as admission:
-        result = await asyncio.to_thread(enhancer.enhance, prompt, tone)
-        admission.succeeded()
-    return result
+    """Prompt tools are free and outside the quotas, behind their own per-minute guard, as on the API."""
+    return await asyncio.to_thread(engine.enhance_prompt, user.workspace_id, prompt, tone)

@@ -81,6 +81,16 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
 
+# The seed API's words for a batch item refused by a rate limit; the exact reason is in error_details.
+RATE_LIMIT_EXCEEDED = "Rate limit exceeded"
+
+
+def batch_failure(index: int, error: dict) -> dict:
+    """A failed item in the seed API's flat shape (``error`` a string) with the machine-readable error beside."""
+    message = RATE_LIMIT_EXCEEDED if error["code"] == "rate_limited" else error["message"]
+    return {"index": index, "success": False, "error": message, "error_code": error["code"], "error_details": error}
+
+
 async def _batch(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
                  variant: Variant | None):
     limit = min(account.plan.max_batch_size, engine.runtime.get("max_batch_size"))
@@ -89,7 +99,7 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
                              field="items")
     if wants_async(request, body.run_async):
         raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
-    defaults = body.model_dump(exclude={"items", "run_async"}, exclude_unset=True)
+    defaults = body.item_defaults()
     planned: list[tuple[ResolvedParams, int] | dict] = []  # per item: (params, credits) or an error
     for index, item in enumerate(body.items):
         try:
@@ -100,11 +110,15 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
             planned.append({"code": "validation_error", "message": f"{field}: {detail['message']}", "field": field})
         except EngineError as exc:
             planned.append(error_for(exc))
-    valid = [p for p in planned if isinstance(p, tuple)]
+    runnable = [index for index, plan in enumerate(planned) if isinstance(plan, tuple)]
     storage = engine.storage_for(account.user)
     kind = variant.name if variant else "generate"
 
     async def work(admission: Admission | None):
+        # Items past what the limits and the balance allow were refused at admission, each with its reason.
+        for index, refusal in zip(runnable[admission.requests if admission else 0:], admission.refusals if admission
+                                  else [], strict=True):
+            planned[index] = error_for(refusal)
         futures = {}
         for index, plan in enumerate(planned):
             if isinstance(plan, tuple):
@@ -116,21 +130,20 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
         results = []
         for index, plan in enumerate(planned):
             if index not in futures:
-                results.append({"index": index, "success": False, "error": plan})
+                results.append(batch_failure(index, plan))
                 continue
             try:
                 result = await asyncio.wrap_future(futures[index])
             except EngineError as exc:
-                results.append({"index": index, "success": False, "error": error_for(exc)})
+                results.append(batch_failure(index, error_for(exc)))
                 continue
             admission.succeeded(images=1, credits=plan[1])
-            results.append({"index": index, "success": True, "data": image_payload(
+            results.append({"index": index, "success": True, **image_payload(
                 result, request, engine, storage, variant=kind, credits_used=plan[1])})
         succeeded = sum(r["success"] for r in results)
         return ok(BatchData.model_validate({"results": results, "total": len(results), "succeeded": succeeded,
                                             "failed": len(results) - succeeded}))
 
-    if not valid:  # nothing to run, nothing to charge
+    if not runnable:  # nothing to run, nothing to charge
         return await work(None)
-    return await metered(request, engine, account.workspace.id, requests=len(valid),
-                         credits=sum(cost for _, cost in valid), work=work)
+    return await metered(request, engine, account.workspace.id, costs=[planned[i][1] for i in runnable], work=work)

@@ -6,6 +6,7 @@ image-to-image pipeline.
 """
 
 import asyncio
+import dataclasses
 import re
 from typing import Literal
 
@@ -16,12 +17,13 @@ from pydantic import Field
 from api.deps import Account, AccountDep, EngineDep
 from api.responses import error_responses, idempotent, metered, ok, respond_with_image
 from api.routes.generate import RESPONSES
-from api.routes.prompt import EnhancedPrompt, enhanced_payload
+from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
 from engine.generation import ASPECT_RATIOS, GenerationParams, size_for_aspect, size_like
 from engine.inputs import InputLimits, parse_image_input
 from engine.metering import Admission
 from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.prompts import MAX_TONE_CHARS
 from engine.service import ImageEngine
 
 router = APIRouter(tags=["image-studio"])
@@ -43,7 +45,7 @@ class ImageStudioRequest(GenerationParams):
     height: int | None = Field(default=None, ge=256, le=1024)
     input_image: str | None = Field(default=None, description="A data URL, raw base64, or an http(s) URL")
     strength: float = Field(default=0.6, gt=0, le=1, description="How much an edit may change the input")
-    tone: str | None = Field(default=None, max_length=40, description="For enhance_prompt")
+    tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, description="For enhance_prompt: free text")
     run_async: bool = Field(default=False, alias="async")
 
     model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True}
@@ -58,11 +60,15 @@ class StudioPrompt(EnhancedPrompt):
     credits_used: int = 0
 
 
+class StudioImageEnvelope(Envelope[StudioImage]):
+    image_url: str = Field(description="The image again beside `data`, where the Image Studio document reads it")
+
+
 def wants_background_removal(body: ImageStudioRequest) -> bool:
     return body.action == "remove_background" or bool(body.prompt and REMOVE_BACKGROUND_INTENT.search(body.prompt))
 
 
-@router.post("/image-studio", response_model=Envelope[StudioImage] | Envelope[StudioPrompt],
+@router.post("/image-studio", response_model=StudioImageEnvelope | Envelope[StudioPrompt],
              responses=RESPONSES | error_responses(415))
 async def image_studio(request: Request, body: ImageStudioRequest, account: AccountDep, engine: EngineDep):
     """`action`: `generate` (default), `enhance_prompt`, `edit` or `remove_background`; an `input_image` with a
@@ -79,7 +85,7 @@ async def image_studio(request: Request, body: ImageStudioRequest, account: Acco
 
     async def produce():
         if body.action == "enhance_prompt":
-            return await _enhance(request, body, account, engine)
+            return await _enhance(body, account, engine)
         if body.input_image and wants_background_removal(body):
             return await _remove_background(request, body, account, engine)
         return await _generate_or_edit(request, body, account, engine)
@@ -87,15 +93,9 @@ async def image_studio(request: Request, body: ImageStudioRequest, account: Acco
     return await idempotent(request, engine, account.user, produce)
 
 
-async def _enhance(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
-    enhancer = engine.prompt_enhancer()
-
-    async def work(admission: Admission):
-        result = await asyncio.to_thread(enhancer.enhance, body.prompt, body.tone)
-        admission.succeeded()
-        return ok({"action": "enhance_prompt", **enhanced_payload(result), "credits_used": 0})
-
-    return await metered(request, engine, account.workspace.id, requests=1, credits=0, work=work)
+async def _enhance(body: ImageStudioRequest, account: Account, engine: ImageEngine):
+    result = await enhance_prompt(engine, account, body.prompt, body.tone)  # free: no credits, no quota
+    return ok({"action": "enhance_prompt", **enhanced_payload(result), "credits_used": 0})
 
 
 async def _load_input(engine: ImageEngine, value: str):
@@ -112,14 +112,14 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
         task = engine.submit_background_removal(account.user, image, prompt=body.prompt or "",
                                                 store=storage["store"])
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
-                                        run_async=body.run_async, action="remove_background",
-                                        variant="remove_background")
+                                        run_async=body.run_async, image_url_on_top=True,
+                                        action="remove_background", variant="remove_background")
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
 
 async def _generate_or_edit(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
-    spec = engine.catalog.get(body.model or engine.settings.default_model)
+    spec = engine.resolve_model(body.model)[0]
     image = await _load_input(engine, body.input_image) if body.input_image else None
     if body.width and body.height:
         width, height = body.width, body.height
@@ -129,8 +129,11 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
         width, height = size_like(spec, image.width, image.height)
     # Built without re-validation: image-studio allows 10,000-character prompts (generate allows 2,000).
     params = GenerationParams.model_construct(**{**body.model_dump(include=set(GenerationParams.model_fields)),
-                                                 "model": spec.slug, "width": width, "height": height})
+                                                 "width": width, "height": height})
     resolved = engine.prepare(params)
+    if image is not None and "strength" in body.model_fields_set and not spec.edit_uses_strength:
+        resolved = dataclasses.replace(resolved, warnings=resolved.warnings + (
+            f"strength was not used: {spec.name} edits by reference, without a strength",))
     cost = generation_credits(spec, resolved.width, resolved.height)
     storage = engine.storage_for(account.user)
     action = "edit" if image is not None else "generate"
@@ -139,6 +142,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
         task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=action,
                                         init_image=image, strength=body.strength)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
-                                        run_async=body.run_async, action=action, variant=action)
+                                        run_async=body.run_async, image_url_on_top=True, action=action,
+                                        variant=action)
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)

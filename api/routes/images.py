@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
-from api.responses import error_responses, ok
+from api.responses import error_responses, generation_info, ok
 from api.schemas import Envelope, GenerationInfo
 from engine.errors import NotFound, Unauthenticated
 from engine.gallery import valid_signature
@@ -45,7 +45,7 @@ class DeletedImage(BaseModel):
 
 
 def record_public(record: ImageRecord) -> dict:
-    data = record.model_dump(exclude={"file_path", "user_id", "workspace_id"})
+    data = generation_info(record.model_dump(exclude={"file_path", "user_id", "workspace_id"}))
     data["url"] = f"/api/v1/images/{record.id}"
     return data
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from api.responses import error_responses, hosted_image_url, ok
+from api.responses import error_responses, generation_info, hosted_image_url, ok
 from api.schemas import Envelope, ImageLinks
 from engine.errors import NotFound
 from engine.models import Job, JobStatus
@@ -68,7 +68,8 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
             png = engine.results.get(job.id)
             url = data_url(png) if png else None
         data["result"] = {"id": result["image_id"], "job_id": job.id, "image": url, "image_url": url,
-                          "expired": url is None, "format": "png", **params, "duration_ms": result["duration_ms"]}
+                          "expired": url is None, "format": "png", **generation_info(params),
+                          "duration_ms": result["duration_ms"]}
     return ok(data)
 
 

@@ -13,8 +13,11 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 def model_info(engine: ImageEngine, spec: ModelSpec) -> ModelInfo:
-    state, reason = engine.pipelines.state(spec)
-    return ModelInfo(
+    alias_of = engine.model_aliases().get(spec.slug)
+    state, reason = engine.pipelines.state(engine.catalog.get(alias_of) if alias_of else spec)
+    if alias_of:
+        reason = f"served by {alias_of} on this server (model alias)" + (f"; {reason}" if reason else "")
+    return ModelInfo(alias_of=alias_of,
         slug=spec.slug, name=spec.name, description=spec.description,
         available=state != WeightsState.UNAVAILABLE, status=state, reason=reason, family=spec.family,
         default_steps=spec.default_steps, default_guidance=spec.default_guidance, min_size=spec.min_size,

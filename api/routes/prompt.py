@@ -1,22 +1,24 @@
-"""POST /prompt/enhance and /prompt/build: prompt tools (metered requests, free of credits)."""
+"""POST /prompt/enhance and /prompt/build: prompt tools, free of charge and outside the daily and monthly
+quotas (as the seed API promises), behind a per-minute guard of their own."""
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import AccountDep, EngineDep
-from api.responses import error_responses, metered, ok
+from api.deps import Account, AccountDep, EngineDep
+from api.responses import error_responses, ok
 from api.schemas import Envelope
-from engine.metering import Admission
-from engine.prompts import MAX_PROMPT_CHARS, build_prompt
+from engine.prompts import MAX_PROMPT_CHARS, MAX_TONE_CHARS, build_prompt
+from engine.service import ImageEngine
 
 router = APIRouter(prefix="/prompt", tags=["prompt"])
 
 
 class EnhanceRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    tone: str | None = Field(default=None, max_length=40, examples=["cinematic"])
+    tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, examples=["anime, cozy"],
+                             description="Free text; the known tones (cinematic, vintage, …) have curated wording")
 
 
 class BuildRequest(BaseModel):
@@ -28,7 +30,7 @@ class BuildRequest(BaseModel):
     camera: str | None = Field(default=None, max_length=500)
     extras: str | list[str] | None = None
     enhance: bool = Field(default=False, description="Also run the result through the enhancer")
-    tone: str | None = Field(default=None, max_length=40)
+    tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS)
 
 
 class EnhancedPrompt(BaseModel):
@@ -57,31 +59,23 @@ def enhanced_payload(result) -> dict:
             "fallback_reason": result.fallback_reason}
 
 
+async def enhance_prompt(engine: ImageEngine, account: Account, prompt: str, tone: str | None):
+    return await asyncio.to_thread(engine.enhance_prompt, account.workspace.id, prompt, tone)
+
+
 @router.post("/enhance", response_model=Envelope[EnhancedPrompt], responses=RESPONSES)
-async def enhance(body: EnhanceRequest, request: Request, account: AccountDep, engine: EngineDep):
+async def enhance(body: EnhanceRequest, account: AccountDep, engine: EngineDep):
     """A richer prompt: the built-in offline enhancer, or the text model chosen in admin settings."""
-    enhancer = engine.prompt_enhancer()
-
-    async def work(admission: Admission):
-        result = await asyncio.to_thread(enhancer.enhance, body.prompt, body.tone)
-        admission.succeeded()
-        return ok(enhanced_payload(result))
-
-    return await metered(request, engine, account.workspace.id, requests=1, credits=0, work=work)
+    return ok(enhanced_payload(await enhance_prompt(engine, account, body.prompt, body.tone)))
 
 
 @router.post("/build", response_model=Envelope[BuiltPrompt], responses=RESPONSES)
-async def build(body: BuildRequest, request: Request, account: AccountDep, engine: EngineDep):
+async def build(body: BuildRequest, account: AccountDep, engine: EngineDep):
     """One well-formed prompt from structured fields (at least one), optionally enhanced."""
     prompt = build_prompt(subject=body.subject, setting=body.setting, mood=body.mood, art_style=body.art_style,
                           lighting=body.lighting, camera=body.camera, extras=body.extras)
-
-    async def work(admission: Admission):
-        data = {"prompt": prompt, "built": prompt, "enhanced": False}
-        if body.enhance:
-            result = await asyncio.to_thread(engine.prompt_enhancer().enhance, prompt, body.tone)
-            data = enhanced_payload(result) | {"built": prompt, "enhanced": True}
-        admission.succeeded()
-        return ok(data)
-
-    return await metered(request, engine, account.workspace.id, requests=1, credits=0, work=work)
+    if not body.enhance:
+        await asyncio.to_thread(engine.guard_prompt_tools, account.workspace.id)
+        return ok({"prompt": prompt, "built": prompt, "enhanced": False})
+    result = await enhance_prompt(engine, account, prompt, body.tone)
+    return ok(enhanced_payload(result) | {"built": prompt, "enhanced": True})

@@ -1,12 +1,11 @@
 """GET /usage: today and this month against the plan (the seed API's shape)."""
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import AccountDep, EngineDep
-from api.errors import current_request_id
-from api.responses import error_responses
+from api.responses import error_responses, ok
+from api.schemas import Envelope
 
 router = APIRouter(tags=["usage"])
 
@@ -36,9 +35,17 @@ class PlanLimits(BaseModel):
 class PlanUsage(BaseModel):
     name: str
     slug: str
-    limits: PlanLimits
+    requests_per_month: int
+    requests_per_day: int
     remaining_today: int
     remaining_month: int
+    requests_per_minute: int
+    max_concurrent_jobs: int
+    max_batch_size: int
+    storage: bool
+    storage_quota_mb: int
+    monthly_credits: int
+    limits: PlanLimits = Field(description="The same numbers grouped (kept for earlier clients of this server)")
 
 
 class CreditBalance(BaseModel):
@@ -47,40 +54,30 @@ class CreditBalance(BaseModel):
 
 
 class UsageReport(BaseModel):
-    """Not wrapped in ``data``: top-level keys, as in the seed API."""
-
-    success: bool
     usage: UsageWindows
     plan: PlanUsage
     credits: CreditBalance
-    request_id: str
 
 
-@router.get("/usage", response_model=UsageReport, responses=error_responses(401, 403))
+@router.get("/usage", response_model=Envelope[UsageReport], responses=error_responses(401, 403))
 def usage(account: AccountDep, engine: EngineDep):
-    """`usage.today` / `usage.this_month` (`requestCount`, `imageCount`, `creditsUsed`), the plan with its limits
-    and what remains, and the credit balance. Top-level keys, as in the seed API."""
+    """`data.usage.today` / `data.usage.this_month` (`requestCount`, `imageCount`, and our `creditsUsed`), `data.plan`
+    with its limits and what remains, and `data.credits`: the seed API's shape."""
     report = engine.meter.usage(account.workspace.id)
     plan, workspace = report["plan"], report["workspace"]
     (day_requests, day_images, day_credits) = report["counts"]["day"]
     (month_requests, month_images, month_credits) = report["counts"]["month"]
-    body = {
-        "success": True,
+    limits = {"requests_per_minute": plan.requests_per_minute, "requests_per_day": plan.requests_per_day,
+              "requests_per_month": plan.requests_per_month, "max_concurrent_jobs": plan.max_concurrent_jobs,
+              "max_batch_size": plan.max_batch_size, "storage": plan.storage_enabled,
+              "storage_quota_mb": plan.storage_quota_mb, "monthly_credits": plan.monthly_credits}
+    return ok(UsageReport.model_validate({
         "usage": {
             "today": {"requestCount": day_requests, "imageCount": day_images, "creditsUsed": day_credits},
             "this_month": {"requestCount": month_requests, "imageCount": month_images, "creditsUsed": month_credits},
         },
-        "plan": {
-            "name": plan.name, "slug": plan.slug,
-            "limits": {"requests_per_minute": plan.requests_per_minute, "requests_per_day": plan.requests_per_day,
-                       "requests_per_month": plan.requests_per_month,
-                       "max_concurrent_jobs": plan.max_concurrent_jobs, "max_batch_size": plan.max_batch_size,
-                       "storage": plan.storage_enabled, "storage_quota_mb": plan.storage_quota_mb,
-                       "monthly_credits": plan.monthly_credits},
-            "remaining_today": max(0, plan.requests_per_day - day_requests),
-            "remaining_month": max(0, plan.requests_per_month - month_requests),
-        },
+        "plan": {"name": plan.name, "slug": plan.slug, **limits, "limits": limits,
+                 "remaining_today": max(0, plan.requests_per_day - day_requests),
+                 "remaining_month": max(0, plan.requests_per_month - month_requests)},
         "credits": {"balance": workspace.credits, "monthly": plan.monthly_credits},
-        "request_id": current_request_id(),
-    }
-    return JSONResponse(body)
+    }))

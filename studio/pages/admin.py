@@ -260,8 +260,57 @@ class ModelsTab:
         self.pulls: dict[str, tuple[int, int]] = {}  # slug -> (done, total) bytes of a running pull
         self.bars: dict[str, ui.linear_progress] = {}
         self.memory_box = ui.column().classes("w-full studio-card p-4 gap-2")
+        self.alias_box = ui.column().classes("w-full studio-card p-4 gap-2").mark("model-aliases")
         self.list_box = ui.column().classes("w-full gap-3 pt-3")
         ui.timer(0.5, self._show_pulls)
+        self.refresh()
+
+    def _aliases_card(self) -> None:
+        """A requested slug served by a model that runs here (the proprietary ones of the seed API, say)."""
+        specs = self.engine.catalog.all()
+        aliases = self.engine.model_aliases()
+        self.alias_box.clear()
+        with self.alias_box:
+            ui.label("Model aliases").classes("font-semibold")
+            ui.label("Serve a slug clients ask for (such as flux-2-pro, which has no open weights) with a model "
+                     "that runs here. Responses name both.").classes("text-sm studio-muted")
+            for slug, target in aliases.items():
+                with ui.row().classes("items-center gap-2").mark(f"alias-{slug}"):
+                    ui.label(f"{slug} → {target}").classes("font-mono text-sm")
+                    ui.button(icon="delete", on_click=lambda s=slug: self.remove_alias(s)) \
+                        .props("flat dense round").mark(f"remove-alias-{slug}")
+            with ui.row().classes("w-full items-end gap-2"):
+                slug = ui.select([spec.slug for spec in specs if not spec.open_weights], label="Slug",
+                                 new_value_mode="add-unique").props("outlined dense").classes("w-48") \
+                    .mark("alias-slug")
+                target = ui.select([spec.slug for spec in specs if spec.open_weights], label="Runs") \
+                    .props("outlined dense").classes("w-48").mark("alias-target")
+                ui.button("Save alias", on_click=lambda: self.save_alias(slug.value, target.value)) \
+                    .props("unelevated no-caps").mark("save-alias")
+
+    def save_alias(self, slug: str | None, target: str | None) -> None:
+        if self.guard.user() is None:
+            return
+        if not slug or not target:
+            ui.notify("Choose a slug and the model that runs it.", type="warning")
+            return
+        try:
+            self.engine.set_model_alias(slug, target)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        ui.notify(f"{slug} now runs {target}.", type="positive")
+        self.refresh()
+
+    def remove_alias(self, slug: str) -> None:
+        if self.guard.user() is None:
+            return
+        try:
+            self.engine.remove_model_alias(slug)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        ui.notify(f"Removed the alias {slug}.", type="positive")
         self.refresh()
 
     def refresh(self) -> None:
@@ -275,6 +324,7 @@ class ModelsTab:
                 ui.label(f"{size_text(used)} of {size_text(budget)} · {self.engine.device}") \
                     .classes("text-sm studio-muted").mark("memory-use")
             ui.linear_progress(value=used / budget if budget else 0, show_value=False).props("rounded size=8px")
+        self._aliases_card()
         self.list_box.clear()
         self.bars.clear()
         with self.list_box:

@@ -57,11 +57,13 @@ def test_batch_with_one_bad_item(client, auth):
     data = response.json()["data"]
     assert (data["total"], data["succeeded"], data["failed"]) == (4, 2, 2)
     ok, empty, unknown, flux = data["results"]
-    assert ok["success"] and ok["data"]["seed"] == 1 and ok["data"]["width"] == 256
-    assert not empty["success"] and empty["error"]["code"] == "validation_error"
-    assert empty["error"]["field"] == "items.1.prompt"
-    assert not unknown["success"] and unknown["error"]["code"] == "model_not_found"
-    assert flux["success"] and flux["data"]["model"] == "tiny-flux"
+    # The seed API's flat item shape: success, image, seed, model, storage on the item itself.
+    assert ok["success"] and ok["seed"] == 1 and ok["width"] == 256 and ok["image"].startswith("data:image/png")
+    assert ok["model"] == "tiny-sd" and ok["storage"]["stored"] is False and "data" not in ok
+    assert not empty["success"] and empty["error_code"] == "validation_error" and isinstance(empty["error"], str)
+    assert empty["error_details"]["field"] == "items.1.prompt" and "items.1.prompt" in empty["error"]
+    assert not unknown["success"] and unknown["error_code"] == "model_not_found"
+    assert flux["success"] and flux["model"] == "tiny-flux"
 
 
 def test_batch_over_the_plan_limit_is_refused(client, auth):
@@ -138,7 +140,7 @@ def test_generation_records_and_files(client, pro_auth, engine):
         record = session.get(ImageRecord, data["data"]["id"])
         job = session.get(Job, data["data"]["job_id"])
     assert job.status == "succeeded" and job.image_id == record.id
-    assert data["data"]["storage"] == {"enabled": True, "stored": True, "plan": "pro"}
+    assert data["data"]["storage"] == {"enabled": True, "stored": True, "plan": "5 GB cloud storage", "plan_slug": "pro"}
     hosted = client.get(data["data"]["image_url"])  # a signed link: no auth header needed
     assert hosted.status_code == 200 and hosted.headers["content-type"] == "image/png"
     assert engine.store.read(record.file_path) == hosted.content

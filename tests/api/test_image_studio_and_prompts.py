@@ -54,7 +54,7 @@ def test_enhance_prompt_action_is_free(client, auth):
     assert response.status_code == 200 and data["action"] == "enhance_prompt"
     assert data["prompt"].startswith("a lighthouse") and len(data["prompt"]) > len("a lighthouse") + 20
     assert data["credits_used"] == 0 and data["source"] == "builtin"
-    assert client.get("/api/v1/usage", headers=auth).json()["usage"]["today"]["creditsUsed"] == 0
+    assert client.get("/api/v1/usage", headers=auth).json()["data"]["usage"]["today"]["creditsUsed"] == 0
 
 
 @pytest.mark.parametrize("prompt", ["remove the background", "please clear bg", "make a transparent background",
@@ -102,7 +102,7 @@ def test_missing_background_model_is_a_clear_503_and_free(client, auth, user_and
     response = studio(client, auth, prompt="remove background", input_image=png_data_url(red_square()))
     assert response.status_code == 503
     assert "u2net.onnx" in response.json()["error"]["message"] and response.json()["request_id"]
-    assert client.get("/api/v1/usage", headers=auth).json()["credits"]["balance"] == 10
+    assert client.get("/api/v1/usage", headers=auth).json()["data"]["credits"]["balance"] == 10
 
 
 @pytest.mark.parametrize("value,status", [
@@ -128,8 +128,11 @@ def test_prompt_enhance_and_build(client, auth):
     assert enhanced.status_code == 200
     data = enhanced.json()["data"]
     assert data["prompt"].startswith("portrait of an old sailor") and data["tone"] == "photographic"
-    bad_tone = client.post("/api/v1/prompt/enhance", json={"prompt": "x", "tone": "grumpy"}, headers=auth)
-    assert bad_tone.status_code == 400 and bad_tone.json()["error"]["field"] == "tone"
+    free_tone = client.post("/api/v1/prompt/enhance", json={"prompt": "x", "tone": "anime, cozy"}, headers=auth)
+    assert free_tone.status_code == 200 and free_tone.json()["data"]["tone"] == "anime, cozy"
+    assert "anime" in free_tone.json()["data"]["prompt"] and "cozy" in free_tone.json()["data"]["prompt"]
+    bad_tone = client.post("/api/v1/prompt/enhance", json={"prompt": "x", "tone": "t" * 101}, headers=auth)
+    assert bad_tone.status_code == 422 and bad_tone.json()["error"]["field"] == "tone"
     built = client.post("/api/v1/prompt/build", json={"subject": "a red fox", "setting": "a snowy forest",
                                                       "lighting": "golden hour", "camera": "85mm lens"},
                         headers=auth)

@@ -13,7 +13,8 @@ def generate(client, headers, prompt="a cat", **extra):
 def test_storage_off_on_the_free_plan(client, auth):
     data = generate(client, auth)
     assert data["image"].startswith("data:image/png;base64,")
-    assert data["storage"] == {"enabled": False, "stored": False, "plan": "free"}
+    assert data["storage"] == {"enabled": False, "stored": False, "plan": "No cloud storage",
+                               "plan_slug": "free"}
     assert client.get("/api/v1/images", headers=auth).json()["data"]["total"] == 0
 
 
@@ -28,7 +29,7 @@ def test_storage_on_gives_a_hosted_url(client, pro_auth):
 def test_admin_switch_and_user_preference_turn_storage_off(client, pro_auth, engine):
     engine.runtime.set("storage_enabled", False)
     data = generate(client, pro_auth)
-    assert data["storage"] == {"enabled": False, "stored": False, "plan": "pro"}
+    assert data["storage"] == {"enabled": False, "stored": False, "plan": "5 GB cloud storage", "plan_slug": "pro"}
     engine.runtime.set("storage_enabled", True)
     from sqlmodel import select
 
@@ -37,7 +38,7 @@ def test_admin_switch_and_user_preference_turn_storage_off(client, pro_auth, eng
         pat = session.exec(select(User).where(User.email == "pat@example.com")).one()
     set_user(engine, pat, preferences={"storage": False})
     data = generate(client, pro_auth)
-    assert data["storage"] == {"enabled": True, "stored": False, "plan": "pro"}
+    assert data["storage"] == {"enabled": True, "stored": False, "plan": "5 GB cloud storage", "plan_slug": "pro"}
 
 
 def test_only_the_owner_or_a_signed_link_reads_an_image(client, pro_auth, engine):
@@ -90,4 +91,5 @@ def test_full_storage_quota_falls_back_to_a_data_url(client, pro_auth, engine):
         session.commit()
     data = generate(client, pro_auth)
     assert data["image"].startswith("data:image/png;base64,")
-    assert data["storage"] == {"enabled": True, "stored": False, "plan": "pro", "reason": "storage quota is full"}
+    assert data["storage"] == {"enabled": True, "stored": False, "plan": "0 MB cloud storage", "plan_slug": "pro",
+                               "reason": "storage quota is full"}

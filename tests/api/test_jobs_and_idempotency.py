@@ -32,7 +32,7 @@ def test_async_mode_returns_202_then_the_result(client, auth):
     assert job["result"]["image"].startswith("data:image/png;base64,")
     sync = client.post("/api/v1/generate", json={"prompt": "a fox", "seed": 5, **SMALL}, headers=auth).json()
     assert sync["data"]["image"] == job["result"]["image"]  # same seed, same picture
-    usage = client.get("/api/v1/usage", headers=auth).json()["usage"]["today"]
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]["usage"]["today"]
     assert usage == {"requestCount": 2, "imageCount": 2, "creditsUsed": 2}
 
 
@@ -53,7 +53,7 @@ def test_failed_async_job_is_not_charged(client, auth, user_and_key, engine):
     job = wait_for(client, auth, accepted["job_id"])
     assert job["status"] == "failed" and "imagestudio models pull" in job["error"]
     time.sleep(0.1)
-    usage = client.get("/api/v1/usage", headers=auth).json()
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]
     assert usage["credits"]["balance"] == 5 and usage["usage"]["today"]["requestCount"] == 0
 
 
@@ -78,7 +78,7 @@ def test_idempotent_retry_returns_the_first_result_and_charges_once(client, auth
     again = client.post("/api/v1/generate", json=body, headers=headers)
     assert first.status_code == again.status_code == 200
     assert again.json()["data"] == first.json()["data"] and again.headers["idempotent-replayed"] == "true"
-    assert client.get("/api/v1/usage", headers=auth).json()["usage"]["today"]["requestCount"] == 1
+    assert client.get("/api/v1/usage", headers=auth).json()["data"]["usage"]["today"]["requestCount"] == 1
     conflict = client.post("/api/v1/generate", json=body | {"prompt": "other"}, headers=headers)
     assert conflict.status_code == 409 and conflict.json()["error"]["field"] == "Idempotency-Key"
 

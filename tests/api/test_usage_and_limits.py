@@ -19,18 +19,20 @@ def test_usage_after_a_known_sequence(client, auth, user_and_key, engine):
     assert client.post("/api/v1/generate", json={"prompt": "x", "model": "phoenix-1"}, headers=auth).status_code == 503
     response = client.get("/api/v1/usage", headers=auth)
     assert response.status_code == 200
-    payload = response.json()
-    assert payload["success"] is True and payload["request_id"]
+    envelope = response.json()
+    assert envelope["success"] is True and envelope["request_id"]
+    payload = envelope["data"]  # the seed API's shape: data.usage, data.plan
     assert payload["usage"]["today"] == {"requestCount": 3, "imageCount": 3, "creditsUsed": 3}
     assert payload["usage"]["this_month"] == {"requestCount": 3, "imageCount": 3, "creditsUsed": 3}
     assert payload["plan"]["slug"] == "custom" and payload["plan"]["name"] == "Custom"
     assert payload["plan"]["remaining_today"] == 47 and payload["plan"]["remaining_month"] == 1497
+    assert payload["plan"]["requests_per_day"] == 50 and payload["plan"]["requests_per_month"] == 1500
     assert payload["plan"]["limits"]["requests_per_day"] == 50
     assert payload["credits"]["balance"] == 97
 
 
 def test_free_plan_shape(client, auth):
-    plan = client.get("/api/v1/usage", headers=auth).json()["plan"]
+    plan = client.get("/api/v1/usage", headers=auth).json()["data"]["plan"]
     assert plan["slug"] == "free" and plan["limits"]["requests_per_day"] == 50
     assert plan["limits"]["requests_per_month"] == 1500
 
@@ -60,7 +62,7 @@ def test_402_when_credits_run_out_and_nothing_charged_for_failures(client, auth,
     set_workspace(engine, user, credits=1)
     body = {"prompt": "x", **SMALL}
     assert client.post("/api/v1/generate", json=body | {"model": "flux-schnell"}, headers=auth).status_code == 503
-    assert client.get("/api/v1/usage", headers=auth).json()["credits"]["balance"] == 1  # the failure was free
+    assert client.get("/api/v1/usage", headers=auth).json()["data"]["credits"]["balance"] == 1  # the failure was free
     assert client.post("/api/v1/generate", json=body, headers=auth).status_code == 200
     broke = client.post("/api/v1/generate", json=body, headers=auth)
     assert broke.status_code == 402
@@ -91,7 +93,7 @@ def test_thirty_concurrent_requests_against_ten_remaining(client, auth, user_and
     responses = asyncio.run(fire())
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 10 and statuses.count(429) == 20
-    usage = client.get("/api/v1/usage", headers=auth).json()["usage"]["today"]
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]["usage"]["today"]
     assert usage["requestCount"] == 10 and usage["imageCount"] == 10
 
 

@@ -137,7 +137,8 @@ def test_batched_results_equal_unbatched_ones(batching_engine, model):
                 for prompt, negative, seed in (("a red fox", "blurry", 11), ("a lighthouse", None, 22),
                                                ("an owl at night", "text", 33))]
     batched, tasks = queue_behind_a_gate(batching_engine, user, requests)
-    assert [t.batch_size for t in tasks] == [3, 3, 3]  # one pipeline call
+    # One pipeline call; on FLUX a negative prompt turns on true CFG, so those two batch apart from the third.
+    assert [t.batch_size for t in tasks] == ([2, 1, 2] if model == "tiny-flux" else [3, 3, 3])
     alone = [batching_engine.generate(user, p, store=False) for p in requests]  # each by itself
     for one, other in zip(batched, alone, strict=True):
         assert one.params == other.params  # same seed, prompts, size, steps

@@ -24,14 +24,47 @@ def test_sizes_are_rounded_to_what_the_model_needs():
     assert (lcm.width, lcm.height) == (768, 768)
 
 
-def test_negative_prompt_is_dropped_where_the_model_has_none():
+def test_negative_prompts_use_true_cfg_on_flux_and_warn_where_a_model_has_none():
     params = GenerationParams(prompt="x", negative_prompt="blurry")
-    assert check_inputs(params, SPECS["flux-schnell"]).negative_prompt is None
-    assert check_inputs(params, SPECS["tiny-sd"]).negative_prompt == "blurry"
+    flux = check_inputs(params, SPECS["flux-schnell"])
+    assert flux.negative_prompt == "blurry" and flux.true_cfg_scale == 4.0 and flux.warnings == ()
+    sd = check_inputs(params, SPECS["tiny-sd"])
+    assert sd.negative_prompt == "blurry" and sd.true_cfg_scale is None and sd.warnings == ()
+    klein = check_inputs(params, SPECS["flux-2-klein-4b"])
+    assert klein.negative_prompt is None
+    assert klein.warnings == ("negative_prompt was not used: FLUX.2 [klein] 4B has no negative conditioning",)
+    assert check_inputs(params.model_copy(update={"true_cfg_scale": 7.0}), SPECS["flux-schnell"]).true_cfg_scale == 7
+    # Without a negative prompt FLUX runs as before: no true CFG, so no doubled cost.
+    assert check_inputs(GenerationParams(prompt="x"), SPECS["flux-schnell"]).true_cfg_scale is None
+
+
+def test_what_a_model_takes_differently_is_told_not_dropped():
+    asked = GenerationParams(prompt="x", width=777, height=333, guidance_scale=3.0, true_cfg_scale=2.0)
+    warnings = check_inputs(asked, SPECS["flux-schnell"]).warnings
+    assert warnings == (
+        "true_cfg_scale was not used: it applies to FLUX.1 models with a negative_prompt",
+        "guidance_scale was not used: FLUX.1 [schnell] is guidance-distilled",
+        "width 777 was rounded to 784: FLUX.1 [schnell] takes multiples of 16 from 256 to 1024",
+        "height 333 was rounded to 336: FLUX.1 [schnell] takes multiples of 16 from 256 to 1024",
+    )
+    assert check_inputs(GenerationParams(prompt="x", width=512, height=512), SPECS["tiny-sd"]).warnings == ()
+
+
+def test_num_inference_steps_is_the_field_and_steps_its_alias():
+    assert check_inputs(GenerationParams(prompt="x", num_inference_steps=7), SPECS["tiny-sd"]).steps == 7
+    assert check_inputs(GenerationParams(prompt="x", steps=6), SPECS["tiny-sd"]).steps == 6
+    assert check_inputs(GenerationParams(prompt="x", steps=5, num_inference_steps=5), SPECS["tiny-sd"]).steps == 5
+    with pytest.raises(ValidationError) as info:
+        GenerationParams(prompt="x", num_inference_steps=4, steps=6)
+    message = str(info.value)
+    assert "num_inference_steps (4) and steps (6) differ" in message
+    with pytest.raises(ValidationError):
+        GenerationParams(prompt="x", num_inference_steps=51)
 
 
 @pytest.mark.parametrize("field,value", [("prompt", ""), ("prompt", "x" * 2001), ("negative_prompt", "n" * 1001),
                                          ("width", 255), ("height", 1025), ("steps", 0), ("steps", 51),
+                                         ("num_inference_steps", 0), ("num_inference_steps", 51),
                                          ("seed", -1), ("seed", 2**32), ("guidance_scale", -1)])
 def test_limits_are_enforced(field, value):
     data = {"prompt": "ok", field: value}

@@ -7,7 +7,7 @@ import pytest
 
 from engine.accounts import hash_password
 from engine.generation import GenerationParams
-from tests.api.helpers import SMALL, set_plan, set_user
+from tests.api.helpers import SMALL, set_plan, set_user, set_workspace
 from tests.conftest import make_user
 from tests.studio.conftest import (  # noqa: F401  (fixtures of the studio's simulated browser)
     admin_account,
@@ -29,6 +29,7 @@ def assert_public_cors(response) -> None:
 
 def test_every_api_answer_is_readable_cross_origin_with_a_key(client, auth, user_and_key, engine, monkeypatch):
     set_plan(engine, user_and_key[0], requests_per_minute=1)
+    set_workspace(engine, user_and_key[0], credits=10)
     origin = {"Origin": FOREIGN}
     answers = {
         "ok": client.get("/api/v1/usage", headers=auth | origin),
@@ -40,8 +41,9 @@ def test_every_api_answer_is_readable_cross_origin_with_a_key(client, auth, user
         "too large": client.post("/api/v1/generate", content=b"x" * (17 * 1024 * 1024),
                                  headers=auth | origin | {"content-type": "application/json"}),
     }
-    client.post("/api/v1/prompt/enhance", json={"prompt": "x"}, headers=auth)
-    answers["rate limited"] = client.post("/api/v1/prompt/enhance", json={"prompt": "x"}, headers=auth | origin)
+    small = {"prompt": "x", "model": "tiny-sd", "width": 256, "height": 256, "steps": 1}
+    client.post("/api/v1/generate", json=small, headers=auth)
+    answers["rate limited"] = client.post("/api/v1/generate", json=small, headers=auth | origin)
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")

@@ -34,7 +34,7 @@ def crashed(tmp_path_factory, models_dir):
                 data = http.post("/api/v1/generate", json={"prompt": prompt, "width": 256, "height": 256}).json()
                 stored.append((data["data"]["id"], http.get(f"/api/v1/images/{data['data']['id']}").content))
             seen["stored"] = stored
-            seen["usage_before"] = http.get("/api/v1/usage").json()
+            seen["usage_before"] = http.get("/api/v1/usage").json()["data"]
             job_id = http.post("/api/v1/generate", json=SLOW_JOB).json()["data"]["job_id"]
             seen["job_id"] = job_id
             deadline = time.monotonic() + 60
@@ -45,7 +45,7 @@ def crashed(tmp_path_factory, models_dir):
                 time.sleep(0.1)
             else:
                 pytest.fail(f"the job never got going: {job}")
-            seen["usage_during"] = http.get("/api/v1/usage").json()
+            seen["usage_during"] = http.get("/api/v1/usage").json()["data"]
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
     finally:
@@ -60,7 +60,7 @@ def crashed(tmp_path_factory, models_dir):
     try:
         with httpx.Client(base_url=second.base, headers=auth, timeout=60) as http:
             seen["job_after"] = http.get(f"/api/v1/jobs/{job_id}").json()["data"]
-            seen["usage_after"] = http.get("/api/v1/usage").json()
+            seen["usage_after"] = http.get("/api/v1/usage").json()["data"]
             seen["images_after"] = [(image_id, http.get(f"/api/v1/images/{image_id}").content)
                                     for image_id, _ in stored]
             seen["new_generation"] = http.post("/api/v1/generate", json={"prompt": "after the crash", "width": 256,

@@ -42,7 +42,7 @@ def assert_failed_cleanly(client, engine, headers, response, status, code):
     folder = engine.settings.images_dir
     images = [p for p in folder.rglob("*") if p.suffix in (".png", ".tmp")] if folder.is_dir() else []
     assert images == []  # no partial file either
-    usage = client.get("/api/v1/usage", headers=headers).json()
+    usage = client.get("/api/v1/usage", headers=headers).json()["data"]
     assert usage["credits"]["balance"] == 50 and usage["usage"]["today"]["requestCount"] == 0
 
 
@@ -112,7 +112,7 @@ def test_an_async_job_that_cannot_store_fails_and_costs_nothing(client, engine, 
         time.sleep(0.05)
     assert job["status"] == "failed" and "storage" in job["error"]
     # The admission is settled by the job's done-callback, just after the job row says failed.
-    while (usage := client.get("/api/v1/usage", headers=pro[1]).json())["usage"]["today"]["requestCount"]:
+    while (usage := client.get("/api/v1/usage", headers=pro[1]).json()["data"])["usage"]["today"]["requestCount"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert usage["credits"]["balance"] == 50
@@ -178,7 +178,7 @@ def test_a_short_lock_makes_requests_wait_then_succeed(settings):
             response = client.post("/api/v1/generate", json=GENERATE, headers=headers)
         assert response.status_code == 200, response.text
         assert time.monotonic() - started >= 0.9  # it waited for the lock instead of failing
-        assert client.get("/api/v1/usage", headers=headers).json()["usage"]["today"]["requestCount"] == 1
+        assert client.get("/api/v1/usage", headers=headers).json()["data"]["usage"]["today"]["requestCount"] == 1
 
 
 def test_a_long_lock_is_a_clean_503_and_nothing_half_written(locked_app):
@@ -197,7 +197,7 @@ def test_a_long_lock_is_a_clean_503_and_nothing_half_written(locked_app):
         assert response.headers["retry-after"] == "1"
     with session_scope(eng.db) as session:
         assert session.exec(select(Job)).all() == [] and session.exec(select(ImageRecord)).all() == []
-    usage = client.get("/api/v1/usage", headers=headers).json()
+    usage = client.get("/api/v1/usage", headers=headers).json()["data"]
     assert usage["credits"]["balance"] == 50 and usage["usage"]["today"]["requestCount"] == 0
     assert client.post("/api/v1/generate", json=GENERATE, headers=headers).status_code == 200  # lock gone: fine
     with sqlite3.connect(db_path(eng)) as conn:

@@ -19,9 +19,12 @@ from sqlmodel import select
 from engine.db import session_scope
 from engine.errors import RateLimited
 from engine.models import ApiLog
+from engine.worker import Task
 from tests.api.helpers import SMALL, set_plan, set_workspace
 
 PARALLEL = 40
+# The cheapest metered request: prompt tools are free and outside the quotas, so limits are probed with generate.
+CHEAP = ("POST", "/api/v1/generate", {"prompt": "a lighthouse", "model": "tiny-sd", "steps": 1, **SMALL})
 
 
 def fire(app, requests: list[tuple[str, str, dict]], headers: dict) -> list[httpx.Response]:
@@ -54,9 +57,9 @@ def api_log(engine, user) -> list[ApiLog]:
 def test_each_request_window_grants_exactly_its_limit(client, auth, user_and_key, engine, window, field):
     user = user_and_key[0]
     set_plan(engine, user, **{field: 7})
+    set_workspace(engine, user, credits=1000)
     avoid_minute_boundary()
-    enhance = ("POST", "/api/v1/prompt/enhance", {"prompt": "a lighthouse"})
-    responses = fire(client.app, [enhance] * PARALLEL, auth)
+    responses = fire(client.app, [CHEAP] * PARALLEL, auth)
 
     granted = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
@@ -66,10 +69,10 @@ def test_each_request_window_grants_exactly_its_limit(client, auth, user_and_key
     # Each granted request saw its own place in the window: remaining 6, 5, ... 0, never twice the same.
     assert sorted(int(r.headers["RateLimit-Remaining"]) for r in granted) == list(range(7))
 
-    usage = client.get("/api/v1/usage", headers=auth).json()
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]
     assert usage["usage"]["today"]["requestCount"] == usage["usage"]["this_month"]["requestCount"] == 7
     logged = api_log(engine, user)
-    assert sum(1 for e in logged if e.status == 200 and e.endpoint == "/api/v1/prompt/enhance") == 7
+    assert sum(1 for e in logged if e.status == 200 and e.endpoint == "/api/v1/generate") == 7
     assert sum(1 for e in logged if e.status == 429) == PARALLEL - 7
 
 
@@ -82,12 +85,14 @@ def test_credits_pay_for_exactly_what_the_balance_covers(client, auth, user_and_
 
     assert sorted(r.status_code for r in responses) == [200] * 9 + [402] * 21
     assert all("balance is" in r.json()["error"]["message"] for r in responses if r.status_code == 402)
-    usage = client.get("/api/v1/usage", headers=auth).json()
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]
     assert usage["credits"]["balance"] == 0
     assert usage["usage"]["today"] == {"requestCount": 9, "imageCount": 9, "creditsUsed": 9}
 
 
-def test_batches_are_paid_whole_or_not_at_all(client, auth, user_and_key, engine):
+def test_batches_take_exactly_what_the_balance_covers(client, auth, user_and_key, engine):
+    """Racing batches: items run while credits last, the rest come back refused; a batch of which nothing fits
+    is a 402. Exactly the balance is spent, never more."""
     user = user_and_key[0]
     set_plan(engine, user)
     set_workspace(engine, user, credits=10)
@@ -95,11 +100,14 @@ def test_batches_are_paid_whole_or_not_at_all(client, auth, user_and_key, engine
                                           "model": "tiny-sd", **SMALL})  # 3 credits
     responses = fire(client.app, [batch] * 10, auth)
 
-    assert sorted(r.status_code for r in responses) == [200] * 3 + [402] * 7
-    assert all(r.json()["data"]["succeeded"] == 3 for r in responses if r.status_code == 200)
-    usage = client.get("/api/v1/usage", headers=auth).json()
-    assert usage["credits"]["balance"] == 1
-    assert usage["usage"]["today"] == {"requestCount": 9, "imageCount": 9, "creditsUsed": 9}
+    paid = [r.json()["data"] for r in responses if r.status_code == 200]
+    assert sum(data["succeeded"] for data in paid) == 10
+    assert {r.status_code for r in responses} <= {200, 402} and len(paid) >= 4  # 3 + 3 + 3 + 1 at least
+    refused_items = [item for data in paid for item in data["results"] if not item["success"]]
+    assert {item["error_code"] for item in refused_items} <= {"insufficient_credits"}
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]
+    assert usage["credits"]["balance"] == 0
+    assert usage["usage"]["today"] == {"requestCount": 10, "imageCount": 10, "creditsUsed": 10}
 
 
 def test_credits_total_adds_up_with_failures_in_the_mix(client, auth, user_and_key, engine):
@@ -113,7 +121,7 @@ def test_credits_total_adds_up_with_failures_in_the_mix(client, auth, user_and_k
     responses = fire(client.app, [good, unavailable, invalid] * 10, auth)
 
     assert sorted(r.status_code for r in responses) == [200] * 10 + [422] * 10 + [503] * 10
-    usage = client.get("/api/v1/usage", headers=auth).json()
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]
     assert usage["credits"]["balance"] == 990
     assert usage["usage"]["today"] == {"requestCount": 10, "imageCount": 10, "creditsUsed": 10}
 
@@ -121,47 +129,43 @@ def test_credits_total_adds_up_with_failures_in_the_mix(client, auth, user_and_k
 def test_concurrency_limit_grants_exactly_its_slots(client, auth, user_and_key, engine, monkeypatch):
     """Requests that are all in flight at once: exactly max_concurrent_jobs get in, and slots come back."""
     set_plan(engine, user_and_key[0], max_concurrent_jobs=3)
-    inside, refused = threading.Semaphore(0), threading.Semaphore(0)
-    release = threading.Event()
-    enhancer = engine.prompt_enhancer()
-
-    class Held:  # the admitted requests wait here until every other one has been turned away
-        def enhance(self, prompt, tone=None):
-            inside.release()
-            assert release.wait(30), "never released"
-            return enhancer.enhance(prompt, tone)
-
+    set_workspace(engine, user_and_key[0], credits=1000)
+    admitted, refused = threading.Semaphore(0), threading.Semaphore(0)
+    gate = threading.Event()
+    # The admitted requests wait behind this task on the worker until every other one has been turned away.
+    engine.worker.submit(Task(id="gate", owner="gate", run=lambda _task: gate.wait(30)))
     admit = engine.meter.admit
 
     def counted_admit(*args, **kwargs):
         try:
-            return admit(*args, **kwargs)
+            admission = admit(*args, **kwargs)
         except RateLimited:
             refused.release()
             raise
+        admitted.release()
+        return admission
 
-    monkeypatch.setattr(engine, "prompt_enhancer", lambda: Held())
     monkeypatch.setattr(engine.meter, "admit", counted_admit)
 
     def let_go_once_all_are_in_or_refused():
-        for semaphore, count in ((inside, 3), (refused, 17)):
+        for semaphore, count in ((admitted, 3), (refused, 17)):
             for _ in range(count):
                 assert semaphore.acquire(timeout=30)
-        release.set()
+        gate.set()
 
     opener = threading.Thread(target=let_go_once_all_are_in_or_refused)
     opener.start()
-    responses = fire(client.app, [("POST", "/api/v1/prompt/enhance", {"prompt": "a mug"})] * 20, auth)
-    release.set()
+    responses = fire(client.app, [CHEAP] * 20, auth)
+    gate.set()
     opener.join()
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 3 + [429] * 17
     assert {r.json()["error"]["limit"] for r in responses if r.status_code == 429} == {"concurrency"}
     assert engine.meter.active(user_and_key[0].workspace_id) == 0  # every slot given back
-    again = fire(client.app, [("POST", "/api/v1/prompt/enhance", {"prompt": "a mug"})] * 3, auth)
-    assert [r.status_code for r in again] == [200] * 3
-    usage = client.get("/api/v1/usage", headers=auth).json()["usage"]["today"]
+    again = fire(client.app, [CHEAP] * 3, auth)
+    assert sorted(r.status_code for r in again) == [200] * 3
+    usage = client.get("/api/v1/usage", headers=auth).json()["data"]["usage"]["today"]
     assert usage["requestCount"] == 6  # refused requests count for nothing
 
 
@@ -172,13 +176,14 @@ def test_limits_hold_across_users_sharing_nothing(client, engine):
     users = [make_user(engine, f"u{i}@example.com") for i in range(2)]
     for user, _ in users:
         set_plan(engine, user, requests_per_day=5)
+        set_workspace(engine, user, credits=100)
 
     async def both():
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32))
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            calls = [http.post("/api/v1/prompt/enhance", json={"prompt": "x"},
-                               headers={"Authorization": f"Bearer {key}"}) for _, key in users for _ in range(15)]
+            calls = [http.post(CHEAP[1], json=CHEAP[2], headers={"Authorization": f"Bearer {key}"})
+                     for _, key in users for _ in range(15)]
             return await asyncio.gather(*calls)
 
     responses = asyncio.run(both())

@@ -169,7 +169,7 @@ def test_bodies_over_the_limit_are_413_declared_or_streamed(engine, headers):
     ("/api/v1/generate", {"items": [{"prompt": "x"}] * 101}, "items"),
     ("/api/v1/image-studio", {"prompt": "x" * 10_001}, "prompt"),
     ("/api/v1/prompt/enhance", {"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, "prompt"),
-    ("/api/v1/prompt/enhance", {"prompt": "x", "tone": "t" * 41}, "tone"),
+    ("/api/v1/prompt/enhance", {"prompt": "x", "tone": "t" * 101}, "tone"),
     ("/api/v1/prompt/build", {"subject": "s" * 501}, "subject"),
 ])
 def test_prompts_over_their_limits_are_422(client, headers, path, body, field):
@@ -181,7 +181,7 @@ def test_a_too_long_batch_item_fails_alone(client, headers):
                                                      "model": "tiny-sd", **SMALL}, headers=headers)
     data = response.json()["data"]
     assert response.status_code == 200 and data["succeeded"] == 1
-    assert data["results"][1]["error"]["field"] == "items.1.prompt"
+    assert data["results"][1]["error_details"]["field"] == "items.1.prompt"
 
 
 @pytest.mark.parametrize("prompt", [

@@ -178,3 +178,17 @@ async def test_a_demoted_admins_open_page_can_change_nothing(user, engine, admin
     user.find(marker=f"suspend-{BOB}").click()
     await user.should_see("Administrators only.")
     assert not workspace_of(engine, member_account).suspended
+
+
+async def test_model_aliases(user, engine, admin_account):
+    await open_admin(user, "models")
+    await user.should_see(content="Model aliases")
+    set_value(user, "alias-slug", "flux-2-pro")
+    set_value(user, "alias-target", "tiny-flux")
+    user.find(marker="save-alias").click()
+    await user.should_see("flux-2-pro now runs tiny-flux.")
+    assert engine.model_aliases() == {"flux-2-pro": "tiny-flux"}
+    await user.should_see(marker="alias-flux-2-pro")
+    user.find(marker="remove-alias-flux-2-pro").click()
+    await user.should_see("Removed the alias flux-2-pro.")
+    assert engine.model_aliases() == {}
