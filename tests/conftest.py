@@ -23,6 +23,16 @@ from engine.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model  # noqa: E402
 torch.set_num_threads(2)
 
 
+def require(available: bool, what: str) -> None:
+    """A test that needs a tool or service: skipped where it is missing, but a failure in CI (CI=true), where
+    .ci/run installs everything and a silent skip would hide a broken install."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must provide {what}")
+    pytest.skip(f"needs {what}")
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """Tiny models are built once per test run and shared (read-only) by every test."""

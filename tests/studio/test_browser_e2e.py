@@ -1,8 +1,8 @@
 """End to end in real headless Chromium: first run, sign in, generate with a tiny model, every page.
 
 Takes a screenshot of every page, into a temporary folder; to refresh the README's pictures, run it with
-IMAGESTUDIO_SCREENSHOTS_DIR=docs/screenshots. Skipped when Debian's chromium and chromium-driver are not
-installed (.ci/run installs them).
+IMAGESTUDIO_SCREENSHOTS_DIR=docs/screenshots. Needs Debian's chromium and chromium-driver (.ci/run installs
+them): skipped where they are missing, a failure in CI.
 """
 
 import io
@@ -15,24 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.server_process import Server, server_env  # noqa: E402
+from tests.conftest import require
+from tests.server_process import Server, server_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ROOT = Path(__file__).resolve().parents[2]
 DESKTOP, PHONE = (1280, 860), (390, 844)
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
-
-pytestmark = pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
-                                reason="needs Debian's chromium and chromium-driver (installed by .ci/run)")
-
 
 @pytest.fixture
 def server(tmp_path, models_dir):
@@ -44,6 +41,8 @@ def server(tmp_path, models_dir):
 
 @pytest.fixture
 def browser(tmp_path):
+    require(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+            "Debian's chromium and chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

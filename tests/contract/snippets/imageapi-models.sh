@@ -1,0 +1,1 @@
+curl -X GET https://imageapi.org/api/v1/models
