@@ -116,8 +116,8 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
 
     async def work(admission: Admission | None):
         # Items past what the limits and the balance allow were refused at admission, each with its reason.
-        for index, refusal in zip(runnable[admission.requests if admission else 0:], admission.refusals if admission
-                                  else [], strict=True):
+        refused = zip(runnable[admission.requests:], admission.refusals, strict=True) if admission else ()
+        for index, refusal in refused:
             planned[index] = error_for(refusal)
         futures = {}
         for index, plan in enumerate(planned):
