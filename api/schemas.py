@@ -6,7 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.generation import GenerationParams
+from engine.generation import GenerationParams, StoredText
 
 T = TypeVar("T")
 
@@ -38,8 +38,8 @@ class GenerateRequest(GenerationParams):
     """A single image (``prompt`` …) or a batch (``items``, each an object with the same fields;
     top-level fields act as defaults for every item)."""
 
-    prompt: str | None = Field(default=None, min_length=1, max_length=2000, examples=["a red fox in fresh snow"])
-    model: str | None = Field(default=None, max_length=64, examples=["flux-schnell"])
+    prompt: StoredText | None = Field(default=None, min_length=1, max_length=2000, examples=["a red fox in fresh snow"])
+    model: StoredText | None = Field(default=None, max_length=64, examples=["flux-schnell"])
     items: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100)
     run_async: bool = Field(default=False, alias="async",
                             description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from engine import png
@@ -19,6 +21,17 @@ from engine.catalog import ModelSpec
 from engine.errors import InvalidRequest, ModelUnavailable
 
 MAX_SEED = 2**32 - 1
+
+
+def refuse_nul(value: str | None) -> str | None:
+    """Text with a NUL character can't be stored (PostgreSQL refuses it) and is never meant: a 422."""
+    if value is not None and "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain a NUL character (\\u0000)")
+    return value
+
+
+# Text that is stored: a NUL character in it is refused with a clear 422 rather than failing in the database.
+StoredText = Annotated[str, AfterValidator(refuse_nul)]
 MIN_SIZE, MAX_SIZE, DEFAULT_SIZE = 256, 1024, 512
 
 
@@ -30,9 +43,9 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    prompt: str = Field(min_length=1, max_length=2000)
-    negative_prompt: str | None = Field(default=None, max_length=1000)
-    model: str | None = Field(default=None, max_length=64)
+    prompt: StoredText = Field(min_length=1, max_length=2000)
+    negative_prompt: StoredText | None = Field(default=None, max_length=1000)
+    model: StoredText | None = Field(default=None, max_length=64)
     width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
     height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
     num_inference_steps: int | None = Field(default=None, ge=1, le=50,

@@ -39,6 +39,25 @@ def window_periods(now: datetime) -> dict[str, tuple[str, int]]:
     }
 
 
+# "window" is a reserved word in PostgreSQL: quoted everywhere. In DO UPDATE the row's own columns are qualified
+# (PostgreSQL finds a bare "requests" ambiguous with the excluded row).
+_TAKE_UNITS = text(
+    'INSERT INTO usagecounter (workspace_id, "window", period, requests, images, credits) '
+    "SELECT :ws, :window, :period, :n, 0, :c WHERE :n <= :limit "
+    'ON CONFLICT (workspace_id, "window", period) DO UPDATE '
+    "SET requests = usagecounter.requests + :n, credits = usagecounter.credits + :c "
+    "WHERE usagecounter.requests + :n <= :limit RETURNING requests")
+
+
+def take_units(conn, workspace_id: str, window: str, period: str, *, requests: int, credits: int,
+               limit: int) -> int | None:
+    """Count ``requests`` (and ``credits``) into one window if that keeps it within ``limit``, in one statement;
+    the window's new request count, or None when it would go over."""
+    row = conn.execute(_TAKE_UNITS, {"ws": workspace_id, "window": window, "period": period, "n": requests,
+                                     "c": credits, "limit": limit}).first()
+    return None if row is None else row[0]
+
+
 def _seconds(now: datetime, then: datetime) -> int:
     return max(1, int((then - now).total_seconds() + 0.999))
 
@@ -144,7 +163,7 @@ class Meter:
             self._grant_monthly_credits(conn, workspace_id, plan, periods["month"][0])
             # How many items fit: read under the write lock, so nobody else can take the room meanwhile.
             room = {window: getattr(plan, _PLAN_FIELD[window]) - (conn.execute(text(
-                "SELECT requests FROM usagecounter WHERE workspace_id = :ws AND window = :window "
+                'SELECT requests FROM usagecounter WHERE workspace_id = :ws AND "window" = :window '
                 "AND period = :period"), {"ws": workspace_id, "window": window,
                                           "period": periods[window][0]}).scalar() or 0) for window in WINDOWS}
             balance = conn.execute(text("SELECT credits FROM workspace WHERE id = :ws"),
@@ -161,19 +180,12 @@ class Meter:
             credits = sum(admitted)
             for window in WINDOWS:
                 limit = getattr(plan, _PLAN_FIELD[window])
-                period = periods[window][0]
-                row = conn.execute(text(
-                    "INSERT INTO usagecounter (workspace_id, window, period, requests, images, credits) "
-                    "SELECT :ws, :window, :period, :n, 0, :c WHERE :n <= :limit "
-                    "ON CONFLICT (workspace_id, window, period) DO UPDATE "
-                    "SET requests = requests + :n, credits = credits + :c WHERE requests + :n <= :limit "
-                    "RETURNING requests"),
-                    {"ws": workspace_id, "window": window, "period": period, "n": fits, "c": credits,
-                     "limit": limit}).first()
-                if row is None:  # cannot happen under the lock; the conditional write keeps the limit anyway
+                taken = take_units(conn, workspace_id, window, periods[window][0], requests=fits, credits=credits,
+                                   limit=limit)
+                if taken is None:  # cannot happen under the lock; the conditional write keeps the limit anyway
                     session.rollback()
                     raise self._rate_limited(plan, window, periods)
-                remaining[window] = limit - row[0]
+                remaining[window] = limit - taken
             if credits > 0:
                 left = conn.execute(text(
                     "UPDATE workspace SET credits = credits - :c WHERE id = :ws AND credits >= :c RETURNING credits"),
@@ -204,7 +216,8 @@ class Meter:
     def _grant_monthly_credits(conn, workspace_id: str, plan: Plan, month: str) -> None:
         """At the first request of a month the balance is topped up to the plan's monthly credits."""
         conn.execute(text(
-            "UPDATE workspace SET credits = MAX(credits, :monthly), credits_month = :month "
+            "UPDATE workspace SET credits = CASE WHEN credits > :monthly THEN credits ELSE :monthly END, "
+            "credits_month = :month "
             "WHERE id = :ws AND (credits_month IS NULL OR credits_month != :month)"),
             {"ws": workspace_id, "monthly": plan.monthly_credits, "month": month})
 
@@ -228,7 +241,7 @@ class Meter:
             for window in WINDOWS:
                 conn.execute(text(
                     "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
-                    "credits = credits - :c WHERE workspace_id = :ws AND window = :window AND period = :period"),
+                    "credits = credits - :c WHERE workspace_id = :ws AND \"window\" = :window AND period = :period"),
                     {"r": refund_requests, "i": images, "c": refund_credits, "ws": workspace_id,
                      "window": window, "period": periods[window]})
             if refund_credits:
@@ -255,14 +268,10 @@ class Meter:
         their calls, kept apart from the request windows, only protects the server from floods."""
         period, reset = window_periods(now or datetime.now(UTC))["minute"]
         with session_scope(self._db) as session:
-            row = session.connection().execute(text(
-                "INSERT INTO usagecounter (workspace_id, window, period, requests, images, credits) "
-                "SELECT :ws, :window, :period, 1, 0, 0 WHERE 1 <= :limit "
-                "ON CONFLICT (workspace_id, window, period) DO UPDATE "
-                "SET requests = requests + 1 WHERE requests + 1 <= :limit RETURNING requests"),
-                {"ws": workspace_id, "window": PROMPT_TOOLS_WINDOW, "period": period, "limit": per_minute}).first()
+            taken = take_units(session.connection(), workspace_id, PROMPT_TOOLS_WINDOW, period, requests=1, credits=0,
+                               limit=per_minute)
             session.commit()
-        if row is None:
+        if taken is None:
             raise RateLimited(f"prompt tools take at most {per_minute} calls a minute; retry in {reset} s",
                               retry_after=reset, limit=PROMPT_TOOLS_WINDOW)
 

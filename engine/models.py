@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
 
@@ -97,7 +97,7 @@ class ImageRecord(SQLModel, table=True):
     height: int
     steps: int
     guidance_scale: float
-    seed: int
+    seed: int = Field(sa_column=Column(BigInteger, nullable=False))  # seeds go up to 2**32 - 1: 64-bit
     kind: str = "generate"
     file_path: str | None = None
     bytes: int = 0

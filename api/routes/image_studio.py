@@ -19,7 +19,7 @@ from api.responses import error_responses, idempotent, metered, ok, respond_with
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
-from engine.generation import ASPECT_RATIOS, GenerationParams, size_for_aspect, size_like
+from engine.generation import ASPECT_RATIOS, GenerationParams, StoredText, size_for_aspect, size_like
 from engine.inputs import InputLimits, parse_image_input
 from engine.metering import Admission
 from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
@@ -39,7 +39,7 @@ assert set(AspectRatio.__args__) == set(ASPECT_RATIOS)
 
 class ImageStudioRequest(GenerationParams):
     action: Literal["generate", "enhance_prompt", "edit", "remove_background"] = "generate"
-    prompt: str | None = Field(default=None, min_length=1, max_length=10_000)
+    prompt: StoredText | None = Field(default=None, min_length=1, max_length=10_000)
     aspect_ratio: AspectRatio | None = None
     width: int | None = Field(default=None, ge=256, le=1024)
     height: int | None = Field(default=None, ge=256, le=1024)

@@ -13,7 +13,7 @@ from api.responses import error_responses, generation_info, ok
 from api.schemas import Envelope, GenerationInfo
 from engine.errors import NotFound, Unauthenticated
 from engine.gallery import valid_signature
-from engine.generation import read_png_metadata
+from engine.generation import StoredText, read_png_metadata
 from engine.models import ImageRecord
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -51,8 +51,9 @@ def record_public(record: ImageRecord) -> dict:
 
 
 @router.get("", response_model=Envelope[ImageList], responses=error_responses(401))
-def list_images(user: CurrentUser, engine: EngineDep, q: Annotated[str | None, Query(max_length=200)] = None,
-                model: Annotated[str | None, Query(max_length=64)] = None,
+def list_images(user: CurrentUser, engine: EngineDep,
+                q: Annotated[StoredText | None, Query(max_length=200)] = None,
+                model: Annotated[StoredText | None, Query(max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=100)] = 24,
                 # Bounded: SQLite integers are 64-bit, a larger offset was an OverflowError (500).
                 offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0):
