@@ -173,9 +173,11 @@ class Meter:
             fits = min(by_rate, by_credits, len(costs))
             if fits < len(costs) and (fits == 0 or not partial):
                 session.rollback()
-                if by_rate < len(costs):
+                # Refused whole: a single request needs all its units; a batch of which nothing fits says
+                # which bound stopped its first item.
+                if by_rate < (1 if partial else len(costs)):
                     raise self._rate_limited(plan, min(WINDOWS, key=lambda w: room[w]), periods)
-                raise InsufficientCredits(_credit_message(sum(costs), balance))
+                raise InsufficientCredits(_credit_message(costs[0] if partial else sum(costs), balance))
             admitted = costs[:fits]
             credits = sum(admitted)
             for window in WINDOWS:

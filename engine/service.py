@@ -106,6 +106,8 @@ class ImageEngine:
         self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
         self.gallery = Gallery(self.db, self.store)
         self.runtime = RuntimeSettings(self.db, settings)
+        for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
+            self.catalog.check_alias(slug, target)
         self.meter = Meter(self.db)
         max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
         self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.catalog import ModelSpec
 from engine.generation import GenerationParams
 
 
@@ -34,7 +35,11 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def apply_variant(params: GenerationParams, variant: Variant) -> GenerationParams:
+def apply_variant(params: GenerationParams, variant: Variant, spec: ModelSpec) -> GenerationParams:
+    """The variant's template around the prompt; its negative prompt only where the model has plain negative
+    conditioning (SD, SDXL). On FLUX.1 a negative prompt costs a second pass (true CFG) and FLUX.2 has none:
+    there only a caller's own negative prompt is used (or, on FLUX.2, reported as unused)."""
     prompt = variant.template.format(prompt=params.prompt.strip())[:2000]
-    return params.model_copy(update={"prompt": prompt,
-                                     "negative_prompt": params.negative_prompt or variant.negative_prompt})
+    plain_negative = spec.supports_negative and not spec.true_cfg_scale
+    negative = params.negative_prompt or (variant.negative_prompt if plain_negative else None)
+    return params.model_copy(update={"prompt": prompt, "negative_prompt": negative})

@@ -59,7 +59,9 @@ async def _generate(request: Request, body: GenerateRequest, account: Account, e
 
 
 def _resolve(engine: ImageEngine, params: GenerationParams, variant: Variant | None) -> tuple[ResolvedParams, int]:
-    resolved = engine.prepare(apply_variant(params, variant) if variant else params)
+    if variant:
+        params = apply_variant(params, variant, engine.resolve_model(params.model)[0])
+    resolved = engine.prepare(params)
     return resolved, generation_credits(engine.catalog.get(resolved.model), resolved.width, resolved.height)
 
 

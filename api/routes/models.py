@@ -13,16 +13,18 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 def model_info(engine: ImageEngine, spec: ModelSpec) -> ModelInfo:
+    """A model as listed; an aliased slug keeps its name and describes the model that serves it here."""
     alias_of = engine.model_aliases().get(spec.slug)
-    state, reason = engine.pipelines.state(engine.catalog.get(alias_of) if alias_of else spec)
+    runs = engine.catalog.get(alias_of) if alias_of else spec
+    state, reason = engine.pipelines.state(runs)
     if alias_of:
         reason = f"served by {alias_of} on this server (model alias)" + (f"; {reason}" if reason else "")
-    return ModelInfo(alias_of=alias_of,
-        slug=spec.slug, name=spec.name, description=spec.description,
-        available=state != WeightsState.UNAVAILABLE, status=state, reason=reason, family=spec.family,
-        default_steps=spec.default_steps, default_guidance=spec.default_guidance, min_size=spec.min_size,
-        max_size=spec.max_size, supports_negative_prompt=spec.supports_negative, repo_id=spec.repo_id,
-        license=spec.license, default=spec.slug == engine.settings.default_model,
+    return ModelInfo(
+        slug=spec.slug, name=spec.name, description=spec.description, alias_of=alias_of,
+        available=state != WeightsState.UNAVAILABLE, status=state, reason=reason, family=runs.family,
+        default_steps=runs.default_steps, default_guidance=runs.default_guidance, min_size=runs.min_size,
+        max_size=runs.max_size, supports_negative_prompt=runs.supports_negative, repo_id=runs.repo_id,
+        license=runs.license, default=spec.slug == engine.settings.default_model,
     )
 
 

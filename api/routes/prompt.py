@@ -4,7 +4,7 @@ quotas (as the seed API promises), behind a per-minute guard of their own."""
 import asyncio
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Account, AccountDep, EngineDep
 from api.responses import error_responses, ok
@@ -16,12 +16,16 @@ router = APIRouter(prefix="/prompt", tags=["prompt"])
 
 
 class EnhanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not pass silently
+
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, examples=["anime, cozy"],
                              description="Free text; the known tones (cinematic, vintage, …) have curated wording")
 
 
 class BuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     subject: str | None = Field(default=None, max_length=500)
     setting: str | None = Field(default=None, max_length=500)
     mood: str | None = Field(default=None, max_length=500)

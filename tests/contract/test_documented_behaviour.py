@@ -197,3 +197,45 @@ def test_head_mirrors_get_and_options_answers_in_json(client, contract_engine, a
             assert response.json()["success"] is False and response.json()["request_id"]
     trace = client.request("TRACE", "/api/v1/generate")
     assert trace.status_code == 405 and trace.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_batch_that_has_request_room_but_no_credits_is_a_402(client, contract_engine, auth, user_and_key, engine):
+    set_plan(engine, user_and_key[0], requests_per_minute=1, monthly_credits=0)
+    set_workspace(engine, user_and_key[0], credits=0)
+    response = client.post("/api/v1/generate", json={"items": [{"prompt": "a", **SMALL}, {"prompt": "b", **SMALL}]},
+                           headers=auth)
+    assert response.status_code == 402 and response.json()["error"]["code"] == "insufficient_credits"
+
+
+def test_variants_add_their_negative_prompt_only_where_it_is_plain_conditioning(client, contract_engine, auth):
+    for model, negative in (("tiny-sd", True), ("tiny-flux", False)):
+        data = client.post("/api/v1/generate/product", json={"prompt": "a mug", "model": model, **SMALL},
+                           headers=auth).json()["data"]
+        assert (data["negative_prompt"] is not None) is negative, model
+        assert data["true_cfg_scale"] is None and data["warnings"] == []
+    mine = client.post("/api/v1/generate/logo", json={"prompt": "a fox", "model": "tiny-flux", "negative_prompt": "text",
+                                                      **SMALL}, headers=auth).json()["data"]
+    assert mine["negative_prompt"] == "text" and mine["true_cfg_scale"] == 4.0  # the caller's own: used
+
+
+def test_an_aliased_slug_is_listed_with_the_numbers_of_the_model_that_serves_it(client, contract_engine):
+    listed = {m["slug"]: m for m in client.get("/api/v1/models").json()["data"]}
+    assert listed["flux-2-pro"]["default_steps"] == listed["tiny-flux"]["default_steps"] == 2
+    assert listed["flux-2-pro"]["name"] == "FLUX.2 [pro]" and listed["flux-2-pro"]["family"] == "flux"
+
+
+def test_unknown_fields_are_refused_by_the_prompt_tools(client, contract_engine, auth):
+    for path, body in (("/api/v1/prompt/enhance", {"prompt": "x", "tones": "anime"}),
+                       ("/api/v1/prompt/build", {"subject": "x", "artstyle": "watercolor"})):
+        response = client.post(path, json=body, headers=auth)
+        assert response.status_code == 422 and response.json()["request_id"], path
+
+
+def test_a_misconfigured_alias_in_the_environment_fails_at_start(settings):
+    from engine.errors import InvalidRequest, ModelNotFound
+    from engine.service import ImageEngine
+
+    for aliases, error in (({"flux-2-pro": "no-such-model"}, ModelNotFound), ({"flux-2-pro": "phoenix-1"},
+                                                                               InvalidRequest)):
+        with pytest.raises(error):
+            ImageEngine(settings.model_copy(update={"model_aliases": aliases}))
