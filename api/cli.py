@@ -17,6 +17,9 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 models_app = typer.Typer(help="List and pull models.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(help="The database schema (Alembic migrations; the server also applies them at start).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _engine():
@@ -201,6 +204,29 @@ def models_add(slug: str, source: Annotated[str, typer.Argument(help="Hub repo i
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"Added {spec.slug} ({spec.family}) from {source}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Migrate the database (IMAGESTUDIO_DATABASE_URL, or SQLite in the data dir) to the newest schema."""
+    from engine.db import make_engine
+    from engine.schema import current_revision, upgrade
+
+    settings = Settings()
+    settings.ensure_dirs()
+    db = make_engine(settings.db_url)
+    before = current_revision(db)
+    after = upgrade(db, revision)
+    typer.echo(f"database at revision {after}" + (f" (was {before})" if before != after else " (no change)"))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The database's schema revision."""
+    from engine.db import make_engine
+    from engine.schema import current_revision
+
+    typer.echo(current_revision(make_engine(Settings().db_url)) or "no schema yet")
 
 
 if __name__ == "__main__":

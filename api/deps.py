@@ -49,7 +49,7 @@ def get_current_user(
             user, key = authenticate_key(session, token)
             request.state.api_key_prefix = key.prefix
         else:
-            user = user_from_access_token(session, token, engine.settings.resolved_secret_key())
+            user = user_from_access_token(session, token, engine.secret_key)
             request.state.api_key_prefix = "session"
     request.state.user_id, request.state.workspace_id = user.id, user.workspace_id
     return user

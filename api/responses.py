@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -11,17 +12,15 @@ import orjson
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 
 from api.errors import current_request_id
 from api.schemas import ErrorEnvelope
-from engine.db import session_scope
 from engine.errors import Conflict, InvalidRequest
 from engine.gallery import signed_image_path
 from engine.metering import Admission
-from engine.models import IdempotencyRecord, User, utcnow
+from engine.models import User
 from engine.png import data_url
-from engine.service import IDEMPOTENCY_TTL, GenerationResult, ImageEngine
+from engine.service import GenerationResult, ImageEngine
 
 
 ERROR_DESCRIPTIONS = {
@@ -65,7 +64,7 @@ def base_url(request: Request, engine: ImageEngine) -> str:
 
 def hosted_image_url(request: Request, engine: ImageEngine, image_id: str) -> str:
     """A stored image's link, signed so that it works without a key until it expires."""
-    return base_url(request, engine) + signed_image_path(image_id, engine.settings.resolved_secret_key())
+    return base_url(request, engine) + signed_image_path(image_id, engine.secret_key)
 
 
 def image_payload(result: GenerationResult, request: Request, engine: ImageEngine, storage: dict,
@@ -127,49 +126,32 @@ async def idempotent(request: Request, engine: ImageEngine, user: User,
         raise InvalidRequest(f"Idempotency-Key must be 1-{_MAX_KEY} printable characters", field="Idempotency-Key")
     body_hash = hashlib.sha256(await request.body()).hexdigest()
     endpoint = request.url.path
-    record = IdempotencyRecord(user_id=user.id, key=key, endpoint=endpoint, body_hash=body_hash)
-    try:
-        with session_scope(engine.db) as session:
-            session.add(record)
-            session.commit()
-    except IntegrityError:
-        with session_scope(engine.db) as session:
-            existing = session.get(IdempotencyRecord, (user.id, key))
-        if existing is not None and existing.created_at < utcnow() - IDEMPOTENCY_TTL:
-            _forget(engine, user.id, key)  # expired (housekeeping had not got to it yet): a new request
-            existing = None
-        if existing is None:  # removed after a failed first attempt, or expired: run again
-            return await idempotent(request, engine, user, produce)
+    store = engine.idempotency
+    existing = await asyncio.to_thread(store.claim, user.id, key, endpoint, body_hash)
+    if existing is not None:
         if existing.endpoint != endpoint or existing.body_hash != body_hash:
-            raise Conflict("this Idempotency-Key was already used with a different request",
-                           field="Idempotency-Key") from None
+            raise Conflict("this Idempotency-Key was already used with a different request", field="Idempotency-Key")
         if existing.status is None:
             raise Conflict("a request with this Idempotency-Key is still running; retry shortly",
-                           field="Idempotency-Key") from None
+                           field="Idempotency-Key")
         return FastJSONResponse(existing.response, status_code=existing.status,
                                 headers={"Idempotent-Replayed": "true"})
     try:
         response = await produce()
     except BaseException:
-        _forget(engine, user.id, key)
+        await asyncio.to_thread(store.forget, user.id, key)
         raise
     if 200 <= response.status_code < 300:
-        with session_scope(engine.db) as session:
-            row = session.get(IdempotencyRecord, (user.id, key))
-            row.status, row.response = response.status_code, json.loads(response.body)
-            session.add(row)
-            session.commit()
+        await asyncio.to_thread(store.complete, user.id, key, response.status_code, json.loads(response.body))
     else:
-        _forget(engine, user.id, key)
+        await asyncio.to_thread(store.forget, user.id, key)
     return response
 
 
-def _forget(engine: ImageEngine, user_id: str, key: str) -> None:
-    with session_scope(engine.db) as session:
-        row = session.get(IdempotencyRecord, (user_id, key))
-        if row is not None:
-            session.delete(row)
-            session.commit()
+async def outbound(engine: ImageEngine, call: Callable, *args, **kwargs):
+    """Run a blocking call that waits on another server (a URL fetch, a remote text model) in the engine's
+    bounded outbound pool, so that slow hosts can't take the threads admission and the database need."""
+    return await asyncio.get_running_loop().run_in_executor(engine.outbound, functools.partial(call, *args, **kwargs))
 
 
 def wants_async(request: Request, run_async: bool) -> bool:

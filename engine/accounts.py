@@ -9,6 +9,8 @@ import string
 
 from sqlmodel import Session, select
 
+from engine.db import insert_if_absent
+
 from engine.errors import InvalidRequest, NotFound, Unauthenticated
 from engine.models import ApiKey, Plan, User, Workspace, utcnow
 
@@ -30,9 +32,10 @@ DEFAULT_PLANS = (
 
 
 def ensure_default_plans(session: Session) -> None:
+    """The built-in plans, where missing. Insert-or-nothing in one statement each: processes starting together
+    on an empty database can't collide on a plan's key."""
     for plan in DEFAULT_PLANS:
-        if session.get(Plan, plan.slug) is None:
-            session.add(Plan.model_validate(plan.model_dump()))
+        insert_if_absent(session, Plan, "slug", **plan.model_dump())
     session.commit()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from engine.accounts import create_user, hash_password, normalize_email
+from engine.db import serialize
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.models import ImageRecord, Plan, User, Workspace
 
@@ -35,8 +36,9 @@ def create_first_admin(session: Session, email: str, password: str, name: str = 
     ``imagestudio keys create``) is claimed rather than duplicated."""
     password_hash = hash_password(password)  # validates the password before anything is written
     email = normalize_email(email)
-    # One transaction (SQLite takes the write lock at its first statement): two browsers racing
-    # through first run can't both become the first admin.
+    # One transaction holding the first-run lock (SQLite: the write lock every transaction takes; PostgreSQL:
+    # an advisory lock): browsers racing through first run, on any process, can't both become the first admin.
+    serialize(session, "first-run")
     if not needs_first_run(session):
         raise Conflict("this server already has an administrator; sign in instead")
     existing = session.exec(select(User).where(User.email == email)).first()

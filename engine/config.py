@@ -84,22 +84,12 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.data_dir / 'imagestudio.db').resolve()}"
 
     def ensure_dirs(self) -> None:
-        for folder in (self.data_dir, self.models_dir, self.images_dir):
+        # The data dir holds the database (password and key hashes, the signing secret): its owner's only.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (self.models_dir, self.images_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def resolved_secret_key(self) -> str:
-        """The configured secret, or one generated once and kept in the data dir."""
-        if self.secret_key:
-            return self.secret_key
-        import os
-        import secrets
-
-        path = self.data_dir / "secret_key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".secret_key.{secrets.token_hex(4)}.tmp")
-            # Created 0600 (not chmod-ed afterwards): readable by no one else, not even for a moment.
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-            os.replace(tmp, path)
-        return path.read_text().strip()
+    @property
+    def secret_key_file(self) -> Path:
+        """Where versions before the database-stored secret kept a generated one (adopted once, if present)."""
+        return self.data_dir / "secret_key"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from engine import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from engine.errors import DatabaseBusy
@@ -52,7 +55,10 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engi
 
 
 def init_db(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """The schema at its newest revision (Alembic migrations; see engine/schema.py)."""
+    from engine.schema import upgrade
+
+    upgrade(engine)
 
 
 def is_busy(exc: OperationalError) -> bool:
@@ -71,3 +77,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             if is_busy(exc):
                 raise DatabaseBusy("the database is busy; retry shortly") from exc
             raise
+
+
+def insert_if_absent(session: Session, model, conflict_on: str | tuple[str, ...], **values) -> bool:
+    """INSERT … ON CONFLICT (conflict_on) DO NOTHING: one statement, so racing processes can't collide on a key.
+    True when the row was inserted."""
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[session.get_bind().dialect.name]
+    columns = [conflict_on] if isinstance(conflict_on, str) else list(conflict_on)
+    return session.exec(insert(model).values(**values).on_conflict_do_nothing(index_elements=columns)).rowcount == 1
+
+
+def serialize(session: Session, name: str) -> None:
+    """Make this transaction the only one holding ``name`` until it ends, across processes. On SQLite every
+    transaction already holds the database's write lock; on PostgreSQL this takes an advisory lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=key))

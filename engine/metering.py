@@ -10,15 +10,15 @@ and settled afterwards: whatever did not succeed is given back, so a failed requ
 from __future__ import annotations
 
 import calendar
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import func, or_, text, update
 from sqlmodel import select
 
 from engine.db import session_scope
 from engine.errors import EngineError, Forbidden, InsufficientCredits, RateLimited
+from engine.leases import LEASE
 from engine.models import PendingCharge, Plan, UsageCounter, Workspace
 
 WINDOWS = ("minute", "day", "month")
@@ -106,10 +106,11 @@ def rate_limit_headers(plan: Plan, limit: int, remaining: int, reset: int) -> di
 
 
 class Meter:
-    def __init__(self, db):
+    """``process_id`` owns the charges (and so the concurrency slots) this meter takes; see engine/leases.py."""
+
+    def __init__(self, db, process_id: str = "local"):
         self._db = db
-        self._active: dict[str, int] = {}  # running requests per workspace (this process)
-        self._active_lock = threading.Lock()
+        self.process_id = process_id
 
     # -- reading -----------------------------------------------------------------------------
     def plan_of(self, workspace_id: str) -> tuple[Workspace, Plan]:
@@ -124,9 +125,15 @@ class Meter:
             raise Forbidden("this account has no plan; ask the administrator to assign one")
         return workspace, plan
 
-    def active(self, workspace_id: str) -> int:
-        with self._active_lock:
-            return self._active.get(workspace_id, 0)
+    def active(self, workspace_id: str, now: datetime | None = None) -> int:
+        """Requests of the workspace running now, on any process: its live charges."""
+        with session_scope(self._db) as session:
+            return self._live_charges(session, workspace_id, now or datetime.now(UTC))
+
+    @staticmethod
+    def _live_charges(session, workspace_id: str, now: datetime) -> int:
+        return session.exec(select(func.count()).select_from(PendingCharge).where(
+            PendingCharge.workspace_id == workspace_id, PendingCharge.lease_expires_at > now)).one()
 
     # -- admitting and settling --------------------------------------------------------------
     def admit(self, workspace_id: str, *, requests: int = 1, credits: int = 0,
@@ -142,24 +149,18 @@ class Meter:
 
     def _admit(self, workspace_id: str, costs: list[int], *, partial: bool, now: datetime | None) -> Admission:
         now = now or datetime.now(UTC)
-        workspace, plan = self.plan_of(workspace_id)
-        with self._active_lock:
-            if self._active.get(workspace_id, 0) >= plan.max_concurrent_jobs:
-                raise RateLimited(f"at most {plan.max_concurrent_jobs} concurrent requests on the {plan.name} plan",
-                                  retry_after=2, limit="concurrency")
-            self._active[workspace_id] = self._active.get(workspace_id, 0) + 1
-        try:
-            return self._admit_units(workspace_id, plan, costs, partial, now)
-        except BaseException:
-            self._release(workspace_id)
-            raise
-
-    def _admit_units(self, workspace_id: str, plan: Plan, costs: list[int], partial: bool,
-                     now: datetime) -> Admission:
+        _, plan = self.plan_of(workspace_id)
         periods = window_periods(now)
         remaining: dict[str, int] = {}
         with session_scope(self._db) as session:
-            conn = session.connection()  # BEGIN IMMEDIATE: the write lock is ours until commit
+            conn = session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock is ours until commit
+            if conn.dialect.name == "postgresql":  # one admission per workspace at a time, across processes
+                conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
+            # A concurrency slot is a live charge, on whichever process holds it.
+            if self._live_charges(session, workspace_id, now) >= plan.max_concurrent_jobs:
+                session.rollback()
+                raise RateLimited(f"at most {plan.max_concurrent_jobs} concurrent requests on the {plan.name} plan",
+                                  retry_after=2, limit="concurrency")
             self._grant_monthly_credits(conn, workspace_id, plan, periods["month"][0])
             # How many items fit: read under the write lock, so nobody else can take the room meanwhile.
             room = {window: getattr(plan, _PLAN_FIELD[window]) - (conn.execute(text(
@@ -196,7 +197,8 @@ class Meter:
                     session.rollback()
                     raise InsufficientCredits(_credit_message(credits, balance))
             charge = PendingCharge(workspace_id=workspace_id, requests=fits, credits=credits,
-                                   periods={w: periods[w][0] for w in WINDOWS})
+                                   periods={w: periods[w][0] for w in WINDOWS}, process_id=self.process_id,
+                                   lease_expires_at=now + LEASE)
             session.add(charge)
             session.commit()
         tightest = min(WINDOWS, key=lambda w: room[w])
@@ -228,18 +230,19 @@ class Meter:
         if admission.settled:
             return
         admission.settled = True
-        try:
-            self._settle_units(admission.charge_id, admission.workspace_id,
-                               {w: admission.periods[w][0] for w in WINDOWS},
-                               refund_requests=admission.requests - admission.ok_requests,
-                               refund_credits=admission.credits - admission.credits_used, images=admission.images)
-        finally:
-            self._release(admission.workspace_id)
+        self._settle_units(admission.charge_id, admission.workspace_id, {w: admission.periods[w][0] for w in WINDOWS},
+                           refund_requests=admission.requests - admission.ok_requests,
+                           refund_credits=admission.credits - admission.credits_used, images=admission.images)
 
     def _settle_units(self, charge_id: str, workspace_id: str, periods: dict[str, str], *, refund_requests: int,
                       refund_credits: int, images: int) -> None:
+        """Remove the charge and give back what it says; a charge already settled (by a recovering process that
+        took it for abandoned) is not given back twice."""
         with session_scope(self._db) as session:
             conn = session.connection()
+            if conn.execute(text("DELETE FROM pendingcharge WHERE id = :id"), {"id": charge_id}).rowcount == 0:
+                session.rollback()
+                return
             for window in WINDOWS:
                 conn.execute(text(
                     "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
@@ -249,21 +252,33 @@ class Meter:
             if refund_credits:
                 conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
                              {"c": refund_credits, "ws": workspace_id})
-            conn.execute(text("DELETE FROM pendingcharge WHERE id = :id"), {"id": charge_id})
             session.commit()
 
-    def refund_abandoned(self) -> int:
-        """Give back every admission a crashed process never settled (call at start-up, before any work)."""
+    def refund_abandoned(self, dead_processes: set[str] = frozenset(), now: datetime | None = None) -> int:
+        """Give back the admissions nobody will settle: those whose lease ran out (or that have none), and those
+        of processes known dead. A live process's charges are never touched."""
+        now = now or datetime.now(UTC)
         with session_scope(self._db) as session:
-            charges = session.exec(select(PendingCharge)).all()
+            charges = session.exec(select(PendingCharge).where(or_(
+                PendingCharge.lease_expires_at.is_(None), PendingCharge.lease_expires_at <= now,
+                PendingCharge.process_id.in_(dead_processes)))).all()
         for charge in charges:
             self._settle_units(charge.id, charge.workspace_id, charge.periods, refund_requests=charge.requests,
                                refund_credits=charge.credits, images=0)
         return len(charges)
 
-    def _release(self, workspace_id: str) -> None:
-        with self._active_lock:
-            self._active[workspace_id] = max(0, self._active.get(workspace_id, 0) - 1)
+    def renew_leases(self, until: datetime) -> None:
+        """This process holds its charges until ``until`` (the heartbeat; ``now`` to let them go)."""
+        with session_scope(self._db) as session:
+            session.exec(update(PendingCharge).where(PendingCharge.process_id == self.process_id)
+                         .values(lease_expires_at=until))
+            session.commit()
+
+    def charge_owners(self, now: datetime | None = None) -> set[str]:
+        """The processes holding live charges."""
+        with session_scope(self._db) as session:
+            return set(session.exec(select(PendingCharge.process_id).distinct().where(
+                PendingCharge.lease_expires_at > (now or datetime.now(UTC)))).all()) - {None}
 
     def guard_prompt_tools(self, workspace_id: str, per_minute: int, now: datetime | None = None) -> None:
         """Prompt tools are free and outside the quotas (as the seed API promises); this per-minute count of

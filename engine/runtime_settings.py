@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from typing import Any
 
 from engine.config import Settings
-from engine.db import session_scope
+from engine.db import insert_if_absent, session_scope
 from engine.errors import InvalidRequest
 from engine.models import AppSetting, utcnow
 
@@ -61,3 +62,23 @@ class RuntimeSettings:
             session.commit()
         with self._lock:
             self._cache = None
+
+
+SECRET_KEY_ROW = "secret_key"
+
+
+def shared_secret_key(db, settings: Settings) -> str:
+    """The secret that signs tokens, links and studio sessions: the configured one, else one kept in the
+    database, so that every process on it signs alike. Made once (insert-or-nothing, the first writer wins);
+    a secret an earlier version generated into the data dir is adopted, so its links keep working."""
+    if settings.secret_key:
+        return settings.secret_key
+    with session_scope(db) as session:
+        row = session.get(AppSetting, SECRET_KEY_ROW)
+        if row is not None:
+            return row.value
+        legacy = settings.secret_key_file
+        candidate = legacy.read_text().strip() if legacy.is_file() else secrets.token_urlsafe(48)
+        insert_if_absent(session, AppSetting, "key", key=SECRET_KEY_ROW, value=candidate, updated_at=utcnow())
+        session.commit()
+        return session.get(AppSetting, SECRET_KEY_ROW, populate_existing=True).value

@@ -7,14 +7,15 @@ import functools
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 
 import torch
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import delete, select
+from sqlalchemy import or_, update
+from sqlmodel import select
 
 from engine.accounts import authenticate_password, ensure_default_plans, plan_for
 from engine.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
@@ -25,19 +26,21 @@ from engine.errors import EngineError, GenerationFailed, JobCancelled, ModelUnav
 from engine.gallery import Gallery
 from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
                                run_pipeline, supports_preview)
+from engine.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.metering import Meter
-from engine.models import IdempotencyRecord, ImageRecord, Job, JobStatus, User, new_id, utcnow
+from engine.idempotency import IdempotencyStore
+from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
 from engine.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.results import ResultCache
-from engine.runtime_settings import RuntimeSettings
+from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage import ImageStore
 from engine.throttle import LoginThrottle
 from engine.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_TTL = timedelta(hours=24)  # as long as a retried request is still the same request (Stripe's too)
 HOUSEKEEPING_INTERVAL_S = 300.0
+OUTBOUND_WORKERS = 8
 
 
 def _preload_pipeline_modules() -> None:
@@ -102,13 +105,15 @@ class ImageEngine:
         self.pipelines = PipelineManager(self.catalog, settings.models_dir, self.device, self.dtype, budget,
                                          allow_downloads=settings.allow_downloads, compile=settings.compile,
                                          channels_last=settings.channels_last)
-        self.store = ImageStore(settings.images_dir)
+        self.identity = ProcessIdentity(settings.data_dir / "processes")
+        self.store = ImageStore(settings.images_dir, owner=self.identity.id)
         self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
         self.gallery = Gallery(self.db, self.store)
         self.runtime = RuntimeSettings(self.db, settings)
+        self.secret_key = shared_secret_key(self.db, settings)
         for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
             self.catalog.check_alias(slug, target)
-        self.meter = Meter(self.db)
+        self.meter = Meter(self.db, self.identity.id)
         max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
         self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
         self.started_at = time.time()
@@ -116,7 +121,11 @@ class ImageEngine:
         self._background_remover = None
         self._enhancer = None
         self.text_model_http = None  # an httpx.Client for the text model endpoint; None: the enhancer makes one
-        self.login_throttle = LoginThrottle()
+        self.login_throttle = LoginThrottle(self.db)
+        self.idempotency = IdempotencyStore(self.db)
+        # Slow outbound calls (input image URLs, a remote text model) wait here, in a bounded pool of their own,
+        # not in the default executor that admission, settling and database reads share.
+        self.outbound = ThreadPoolExecutor(max_workers=OUTBOUND_WORKERS, thread_name_prefix="imagestudio-outbound")
         self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -136,10 +145,9 @@ class ImageEngine:
         """Recover from an earlier crash (once per process, before any work), then start the worker."""
         if not self._recovered:
             self._recovered = True
-            self.recover_interrupted_jobs()
-            self.meter.refund_abandoned()  # what the interrupted jobs had reserved
-            self.store.remove_partial_files()
-            self.housekeeping()  # then every few minutes on its own thread
+            self.recover_abandoned()  # then every few minutes, with the housekeeping, for peers that die
+            self.store.remove_partial_files(self.identity.dead)
+            self.housekeeping()
             # diffusers and transformers take seconds to import: do it now in the background, not in the
             # first request. The server is ready meanwhile; a request that comes sooner just waits for it.
             threading.Thread(target=_preload_pipeline_modules, name="imagestudio-preload", daemon=True).start()
@@ -153,34 +161,57 @@ class ImageEngine:
     def stop(self) -> None:
         self._stopping.set()
         self.worker.stop()
+        self._renew_leases(expire=True)  # what is left is abandoned now: the next start recovers it at once
+        self.identity.close()
 
     def housekeeping(self) -> dict[str, int]:
-        """Forget what has expired: copies of unstored images past their TTL, idempotency records past a day."""
-        results = self.results.purge()
-        cutoff = utcnow() - IDEMPOTENCY_TTL
-        with session_scope(self.db) as session:
-            records = session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)).rowcount
-            session.commit()
-        return {"results": results, "idempotency_records": records}
+        """Forget what has expired: copies of unstored images past their TTL, idempotency records past a day,
+        sign-in attempts past the throttle's window."""
+        return {"results": self.results.purge(), "idempotency_records": self.idempotency.purge(),
+                "sign_in_attempts": self.login_throttle.forget_old()}
 
     def _housekeeping_loop(self) -> None:
-        while not self._stopping.wait(HOUSEKEEPING_INTERVAL_S):
+        """The heartbeat (this process's leases renewed), and every few minutes the housekeeping."""
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
+        while not self._stopping.wait(HEARTBEAT_S):
             try:
-                removed = self.housekeeping()
-                if any(removed.values()):
-                    log.info("housekeeping removed %s", removed)
+                self._renew_leases()
+                if time.monotonic() >= next_housekeeping:
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
+                    removed = self.housekeeping() | self.recover_abandoned()
+                    if any(removed.values()):
+                        log.info("housekeeping: %s", removed)
             except Exception:  # a busy database or a full disk now must not end the loop: log it, try later
-                log.exception("housekeeping failed")
+                log.exception("heartbeat or housekeeping failed")
 
-    def recover_interrupted_jobs(self) -> int:
-        """Jobs left queued or running by a crash can't finish any more: mark them failed."""
+    def _renew_leases(self, expire: bool = False) -> None:
+        now = utcnow()
+        until = now if expire else now + LEASE
+        self.meter.renew_leases(until)
         with session_scope(self.db) as session:
-            stale = session.exec(select(Job).where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))).all()
+            session.exec(update(Job).where(Job.process_id == self.identity.id,
+                                           Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                         .values(lease_expires_at=until))
+            session.commit()
+
+    def recover_abandoned(self) -> dict[str, int]:
+        """Work nobody will finish: jobs and charges whose lease ran out, or whose process is known dead (a
+        crash, on this box). Jobs are marked failed, charges given back; a live process's work is untouched."""
+        now = utcnow()
+        with session_scope(self.db) as session:
+            job_owners = set(session.exec(select(Job.process_id).distinct().where(
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.lease_expires_at > now)).all())
+        dead = self.identity.dead((job_owners | self.meter.charge_owners(now)) - {None})
+        with session_scope(self.db) as session:
+            stale = session.exec(select(Job).where(
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.process_id != self.identity.id,
+                or_(Job.process_id.is_(None), Job.lease_expires_at.is_(None), Job.lease_expires_at <= now,
+                    Job.process_id.in_(dead)))).all()
             for job in stale:
-                job.status, job.error, job.finished_at = JobStatus.FAILED, "interrupted by a server restart", utcnow()
+                job.status, job.error, job.finished_at = JobStatus.FAILED, "interrupted by a server restart", now
                 session.add(job)
             session.commit()
-        return len(stale)
+        return {"interrupted_jobs": len(stale), "refunded_charges": self.meter.refund_abandoned(dead, now)}
 
     # -- models ------------------------------------------------------------------------------
     def resolve_model(self, slug: str | None) -> tuple[ModelSpec, str, str | None]:
@@ -242,7 +273,8 @@ class ImageEngine:
                             run_batch=self._run_generation_batch, payload=job)
 
     def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
-        job = Job(user_id=user.id, kind=kind, params=params)
+        job = Job(user_id=user.id, kind=kind, params=params, process_id=self.identity.id,
+                  lease_expires_at=utcnow() + LEASE)
         with session_scope(self.db) as session:
             session.add(job)
             session.commit()

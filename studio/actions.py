@@ -131,4 +131,5 @@ async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt:
 
 async def enhance_prompt(engine: ImageEngine, user: User, prompt: str, tone: str | None) -> EnhancedPrompt:
     """Prompt tools are free and outside the quotas, behind their own per-minute guard, as on the API."""
-    return await asyncio.to_thread(engine.enhance_prompt, user.workspace_id, prompt, tone)
+    loop = asyncio.get_running_loop()  # in the outbound pool: it may wait on a remote text model
+    return await loop.run_in_executor(engine.outbound, engine.enhance_prompt, user.workspace_id, prompt, tone)

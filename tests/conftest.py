@@ -19,18 +19,9 @@ from engine.config import Settings  # noqa: E402
 from engine.db import session_scope  # noqa: E402
 from engine.service import ImageEngine  # noqa: E402
 from engine.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model  # noqa: E402
+from tests.support import fresh_postgres_url  # noqa: E402
 
 torch.set_num_threads(2)
-
-
-def require(available: bool, what: str) -> None:
-    """A test that needs a tool or service: skipped where it is missing, but a failure in CI (CI=true), where
-    .ci/run installs everything and a silent skip would hide a broken install."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must provide {what}")
-    pytest.skip(f"needs {what}")
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +35,16 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path, models_dir) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path / "data", models_path=models_dir, default_model="tiny-sd",
+def settings(tmp_path, models_dir) -> Iterator[Settings]:
+    """A fresh data dir and database: SQLite there, or with IMAGESTUDIO_TEST_DATABASE=postgresql a new database
+    on the PostgreSQL server of IMAGESTUDIO_TEST_POSTGRES_URL (.ci/run runs the suite both ways)."""
+    base = Settings(_env_file=None, data_dir=tmp_path / "data", models_path=models_dir, default_model="tiny-sd",
                     device="cpu", studio_enabled=False, allow_downloads=False, secret_key="test-secret")
+    if os.environ.get("IMAGESTUDIO_TEST_DATABASE") != "postgresql":
+        yield base
+        return
+    with fresh_postgres_url() as url:
+        yield base.model_copy(update={"database_url": url})
 
 
 @pytest.fixture

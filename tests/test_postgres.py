@@ -4,35 +4,22 @@ Needs a PostgreSQL server whose URL is in IMAGESTUDIO_TEST_POSTGRES_URL (a super
 database). .ci/run starts a throwaway cluster; elsewhere the tests are skipped, and in CI they fail without it.
 """
 
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from api.app import create_app
 from engine.service import ImageEngine
 from tests.api.helpers import SMALL, set_plan, set_workspace
-from tests.conftest import make_user, require
-
-SERVER_URL = os.environ.get("IMAGESTUDIO_TEST_POSTGRES_URL", "")
+from tests.conftest import make_user
+from tests.support import fresh_postgres_url
 
 
 @pytest.fixture
 def pg_settings(settings) -> Iterator:
-    require(bool(SERVER_URL), "a PostgreSQL server in IMAGESTUDIO_TEST_POSTGRES_URL")
-    name = f"imagestudio_test_{secrets.token_hex(4)}"
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, query = SERVER_URL.partition("?")
-    url = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    yield settings.model_copy(update={"database_url": url})
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_url() as url:
+        yield settings.model_copy(update={"database_url": url})
 
 
 @pytest.fixture

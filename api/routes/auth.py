@@ -39,7 +39,7 @@ def login(body: LoginRequest, request: Request, engine: EngineDep):
     """Returns `access_token` (send as `Authorization: Bearer …`), `token_type` and `expires_in` seconds."""
     user = engine.sign_in(body.email, body.password, request.client.host if request.client else "?")
     ttl = engine.settings.jwt_ttl_minutes
-    token = create_access_token(user, engine.settings.resolved_secret_key(), ttl)
+    token = create_access_token(user, engine.secret_key, ttl)
     return ok({"access_token": token, "token_type": "bearer", "expires_in": ttl * 60,
                "user": {"id": user.id, "email": user.email, "is_admin": user.is_admin}})
 

@@ -71,12 +71,14 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
         params = GenerationParams(**body.model_dump(exclude={"items", "run_async"}))
     except ValidationError as exc:  # e.g. a prompt of spaces: fine for GenerateRequest, empty once stripped
         raise RequestValidationError(exc.errors()) from exc
-    resolved, cost = _resolve(engine, params, variant)
-    storage = engine.storage_for(account.user)
+    # The engine reads the database (catalog, settings, storage quota) and writes the job row: not on the loop.
+    resolved, cost = await asyncio.to_thread(_resolve, engine, params, variant)
+    storage = await asyncio.to_thread(engine.storage_for, account.user)
     kind = variant.name if variant else "generate"
 
     async def work(admission: Admission):
-        task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=kind)
+        task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
+                                       kind=kind)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, variant=kind)
 
@@ -93,16 +95,11 @@ def batch_failure(index: int, error: dict) -> dict:
     return {"index": index, "success": False, "error": message, "error_code": error["code"], "error_details": error}
 
 
-async def _batch(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
-                 variant: Variant | None):
-    limit = min(account.plan.max_batch_size, engine.runtime.get("max_batch_size"))
-    if len(body.items) > limit:
-        raise InvalidRequest(f"a batch may hold at most {limit} items on the {account.plan.name} plan",
-                             field="items")
-    if wants_async(request, body.run_async):
-        raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
+def _plan_items(engine: ImageEngine, body: GenerateRequest,
+                variant: Variant | None) -> list[tuple[ResolvedParams, int] | dict]:
+    """Per item: (params, credits), or the error that item fails with (blocking: the engine reads the catalog)."""
     defaults = body.item_defaults()
-    planned: list[tuple[ResolvedParams, int] | dict] = []  # per item: (params, credits) or an error
+    planned: list[tuple[ResolvedParams, int] | dict] = []
     for index, item in enumerate(body.items):
         try:
             planned.append(_resolve(engine, GenerationParams.model_validate({**defaults, **item}), variant))
@@ -112,8 +109,20 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
             planned.append({"code": "validation_error", "message": f"{field}: {detail['message']}", "field": field})
         except EngineError as exc:
             planned.append(error_for(exc))
+    return planned
+
+
+async def _batch(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
+                 variant: Variant | None):
+    limit = min(account.plan.max_batch_size, engine.runtime.get("max_batch_size"))
+    if len(body.items) > limit:
+        raise InvalidRequest(f"a batch may hold at most {limit} items on the {account.plan.name} plan",
+                             field="items")
+    if wants_async(request, body.run_async):
+        raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
+    planned = await asyncio.to_thread(_plan_items, engine, body, variant)
     runnable = [index for index, plan in enumerate(planned) if isinstance(plan, tuple)]
-    storage = engine.storage_for(account.user)
+    storage = await asyncio.to_thread(engine.storage_for, account.user)
     kind = variant.name if variant else "generate"
 
     async def work(admission: Admission | None):
@@ -125,8 +134,8 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
         for index, plan in enumerate(planned):
             if isinstance(plan, tuple):
                 try:
-                    futures[index] = engine.submit_generation(account.user, plan[0], store=storage["store"],
-                                                              kind=kind).future
+                    futures[index] = (await asyncio.to_thread(engine.submit_generation, account.user, plan[0],
+                                                              store=storage["store"], kind=kind)).future
                 except EngineError as exc:
                     planned[index] = error_for(exc)
         results = []

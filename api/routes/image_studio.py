@@ -15,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import error_responses, idempotent, metered, ok, respond_with_image
+from api.responses import error_responses, idempotent, metered, ok, outbound, respond_with_image
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
-from engine.generation import ASPECT_RATIOS, GenerationParams, StoredText, size_for_aspect, size_like
+from engine.catalog import ModelSpec
+from engine.generation import ASPECT_RATIOS, GenerationParams, ResolvedParams, StoredText, size_for_aspect, size_like
 from engine.inputs import InputLimits, parse_image_input
 from engine.metering import Admission
 from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
@@ -100,17 +101,17 @@ async def _enhance(body: ImageStudioRequest, account: Account, engine: ImageEngi
 
 async def _load_input(engine: ImageEngine, value: str):
     limits = InputLimits(allow_private_hosts=engine.settings.allow_private_fetch)
-    return await asyncio.to_thread(parse_image_input, value, limits)
+    return await outbound(engine, parse_image_input, value, limits)
 
 
 async def _remove_background(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
     image = await _load_input(engine, body.input_image)
-    storage = engine.storage_for(account.user)
+    storage = await asyncio.to_thread(engine.storage_for, account.user)
     cost = BACKGROUND_REMOVAL_CREDITS
 
     async def work(admission: Admission):
-        task = engine.submit_background_removal(account.user, image, prompt=body.prompt or "",
-                                                store=storage["store"])
+        task = await asyncio.to_thread(engine.submit_background_removal, account.user, image,
+                                       prompt=body.prompt or "", store=storage["store"])
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True,
                                         action="remove_background", variant="remove_background")
@@ -119,8 +120,25 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
 
 
 async def _generate_or_edit(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
-    spec = engine.resolve_model(body.model)[0]
     image = await _load_input(engine, body.input_image) if body.input_image else None
+    resolved, spec = await asyncio.to_thread(_prepare, engine, body, image)
+    cost = generation_credits(spec, resolved.width, resolved.height)
+    storage = await asyncio.to_thread(engine.storage_for, account.user)
+    action = "edit" if image is not None else "generate"
+
+    async def work(admission: Admission):
+        task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
+                                       kind=action, init_image=image, strength=body.strength)
+        return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
+                                        run_async=body.run_async, image_url_on_top=True, action=action,
+                                        variant=action)
+
+    return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
+
+
+def _prepare(engine: ImageEngine, body: ImageStudioRequest, image) -> tuple[ResolvedParams, ModelSpec]:
+    """The parameters that run, sized by aspect ratio or the input image (blocking: the engine reads the catalog)."""
+    spec = engine.resolve_model(body.model)[0]
     if body.width and body.height:
         width, height = body.width, body.height
     elif body.aspect_ratio or image is None:
@@ -134,15 +152,4 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
     if image is not None and "strength" in body.model_fields_set and not spec.edit_uses_strength:
         resolved = dataclasses.replace(resolved, warnings=resolved.warnings + (
             f"strength was not used: {spec.name} edits by reference, without a strength",))
-    cost = generation_credits(spec, resolved.width, resolved.height)
-    storage = engine.storage_for(account.user)
-    action = "edit" if image is not None else "generate"
-
-    async def work(admission: Admission):
-        task = engine.submit_generation(account.user, resolved, store=storage["store"], kind=action,
-                                        init_image=image, strength=body.strength)
-        return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
-                                        run_async=body.run_async, image_url_on_top=True, action=action,
-                                        variant=action)
-
-    return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
+    return resolved, spec

@@ -69,7 +69,7 @@ def get_image(image_id: str, request: Request, engine: EngineDep,
               expires: int | None = None, signature: str | None = None):
     """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`)."""
     if signature is not None and expires is not None:
-        if not valid_signature(image_id, expires, signature, engine.settings.resolved_secret_key()):
+        if not valid_signature(image_id, expires, signature, engine.secret_key):
             raise NotFound(f"no image '{image_id}'")  # an expired or forged link reveals nothing
         record = engine.gallery.get(image_id, None)
     else:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import error_responses, ok
+from api.responses import error_responses, ok, outbound
 from api.schemas import Envelope
 from engine.prompts import MAX_PROMPT_CHARS, MAX_TONE_CHARS, build_prompt
 from engine.service import ImageEngine
@@ -64,7 +64,7 @@ def enhanced_payload(result) -> dict:
 
 
 async def enhance_prompt(engine: ImageEngine, account: Account, prompt: str, tone: str | None):
-    return await asyncio.to_thread(engine.enhance_prompt, account.workspace.id, prompt, tone)
+    return await outbound(engine, engine.enhance_prompt, account.workspace.id, prompt, tone)  # may ask a text model
 
 
 @router.post("/enhance", response_model=Envelope[EnhancedPrompt], responses=RESPONSES)

@@ -64,7 +64,7 @@ def test_login_gives_a_jwt_accepted_where_keys_are(client, user_and_key, engine)
 
 def test_expired_or_forged_tokens_fail(client, user_and_key, engine):
     user = user_and_key[0]
-    secret = engine.settings.resolved_secret_key()
+    secret = engine.secret_key
     expired = jwt.encode({"sub": user.id, "exp": int(time.time()) - 5, "typ": "session"}, secret, algorithm="HS256")
     forged = jwt.encode({"sub": user.id, "exp": int(time.time()) + 600, "typ": "session"}, "guess", algorithm="HS256")
     none_alg = jwt.encode({"sub": user.id, "exp": int(time.time()) + 600, "typ": "session"}, None, algorithm="none")

@@ -6,7 +6,7 @@ from sqlmodel import select
 
 from engine.db import session_scope
 from engine.models import IdempotencyRecord, utcnow
-from engine.service import IDEMPOTENCY_TTL
+from engine.idempotency import IDEMPOTENCY_TTL
 from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.support import require
 from tests.contract.conftest import TEST_BOX_ALIASES
 from tests.server_process import Server, create_key, server_env
 

@@ -1,11 +1,12 @@
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from engine.accounts import create_user
 from engine.db import session_scope
 from engine.errors import Forbidden, InsufficientCredits, RateLimited
+from engine.leases import LEASE
 from engine.metering import window_periods
 from engine.models import Plan, Workspace
 
@@ -161,11 +162,25 @@ def test_insufficient_credits_message(engine):
 
 def test_admissions_left_by_a_crash_are_given_back(engine):
     ws = workspace_on(engine, make_plan(engine), credits=10)
-    engine.meter.admit(ws, requests=2, credits=4)  # never settled: the process "died" here
+    admission = engine.meter.admit(ws, requests=2, credits=4)  # never settled: the process "died" here
     with session_scope(engine.db) as session:
         assert session.get(Workspace, ws).credits == 6
-    assert engine.meter.refund_abandoned() == 1
+    assert engine.meter.active(ws) == 1
+    assert engine.meter.refund_abandoned() == 0  # its process vouches for it: a live lease is never touched
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    assert engine.meter.refund_abandoned(now=later) == 1  # ... until the lease runs out
     with session_scope(engine.db) as session:
         assert session.get(Workspace, ws).credits == 10
     assert engine.meter.usage(ws)["counts"]["day"] == (0, 0, 0)
-    assert engine.meter.refund_abandoned() == 0
+    assert engine.meter.refund_abandoned(now=later) == 0
+    engine.meter.settle(admission)  # its owner settling late gives nothing back a second time
+    with session_scope(engine.db) as session:
+        assert session.get(Workspace, ws).credits == 10
+
+
+def test_a_dead_processes_admissions_are_given_back_at_once(engine):
+    ws = workspace_on(engine, make_plan(engine), credits=10)
+    engine.meter.admit(ws, credits=3)
+    assert engine.meter.charge_owners() == {engine.meter.process_id}
+    assert engine.meter.refund_abandoned({engine.meter.process_id}) == 1
+    assert engine.meter.active(ws) == 0

@@ -100,7 +100,7 @@ def test_session_tokens_expire(client, engine, monkeypatch):
     engine.settings.jwt_ttl_minutes = 30
     data = login(client, user.email).json()["data"]
     token = {"Authorization": f"Bearer {data['access_token']}"}
-    claims = jwt.decode(data["access_token"], engine.settings.resolved_secret_key(), algorithms=["HS256"])
+    claims = jwt.decode(data["access_token"], engine.secret_key, algorithms=["HS256"])
     assert claims["exp"] - claims["iat"] == 30 * 60 == data["expires_in"] and claims["typ"] == "session"
     assert client.get("/api/v1/auth/me", headers=token).status_code == 200
 
@@ -120,6 +120,7 @@ def test_session_tokens_expire(client, engine, monkeypatch):
 
 
 def test_the_signing_secret_is_generated_once_kept_private_and_survives_restarts(tmp_path, models_dir, monkeypatch):
+    """Generated once into the database (every process on it signs alike), in a data dir only its owner reads."""
     monkeypatch.delenv("IMAGESTUDIO_SECRET_KEY", raising=False)
 
     def server():
@@ -132,15 +133,14 @@ def test_the_signing_secret_is_generated_once_kept_private_and_survives_restarts
         user, _ = make_user(first.app.state.engine, "p@example.com")
         set_user(first.app.state.engine, user, password_hash=hash_password(PASSWORD))
         token = login(first, user.email).json()["data"]["access_token"]
-    secret_file = tmp_path / "data" / "secret_key"
-    secret = secret_file.read_text()
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600 and len(secret) >= 43
-    assert not list((tmp_path / "data").glob("*.tmp*")) and not list((tmp_path / "data").glob(".secret_key*"))
+    secret = first.app.state.engine.secret_key
+    assert len(secret) >= 43 and stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    assert not list((tmp_path / "data").glob("*secret*")) and not list((tmp_path / "data").glob("*.tmp*"))
 
     with server() as second:  # a restart: same secret, same sessions
         me = second.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200 and me.json()["data"]["email"] == "p@example.com"
-    assert secret_file.read_text() == secret
+        assert second.app.state.engine.secret_key == secret
 
     forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}), "another-install's-secret-key-32b+",
                         algorithm="HS256")
@@ -163,7 +163,7 @@ def test_passwords_are_stored_as_argon2_hashes(client, engine):
 def test_sign_in_is_throttled_per_address_across_emails(client, engine):
     """Password spraying: failures from one address, over many different emails, stop that address.
     An address gets more room than one email (people share office and proxy addresses)."""
-    engine.login_throttle = LoginThrottle(max_per_email=5, max_per_address=8)
+    engine.login_throttle = LoginThrottle(engine.db, max_per_email=5, max_per_address=8)
     user, _ = make_user(engine, "t@example.com")
     set_user(engine, user, password_hash=hash_password(PASSWORD))
     for i in range(8):
@@ -174,7 +174,7 @@ def test_sign_in_is_throttled_per_address_across_emails(client, engine):
 
 
 def test_a_success_clears_the_email_but_not_the_address(client, engine):
-    engine.login_throttle = LoginThrottle(max_per_email=5, max_per_address=6)
+    engine.login_throttle = LoginThrottle(engine.db, max_per_email=5, max_per_address=6)
     user, _ = make_user(engine, "u@example.com")
     set_user(engine, user, password_hash=hash_password(PASSWORD))
     for _ in range(4):

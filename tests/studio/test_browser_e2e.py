@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import require
+from tests.support import require
 from tests.server_process import Server, server_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,0 +1,65 @@
+"""What every process on one database must share: the secret, the plans, the first admin."""
+
+import threading
+
+from engine import admin
+from engine.db import session_scope
+from engine.errors import Conflict
+from engine.models import Plan, User
+from engine.runtime_settings import shared_secret_key
+from engine.service import ImageEngine
+
+
+def test_one_secret_for_every_process_on_the_database(settings, tmp_path):
+    first = ImageEngine(settings.model_copy(update={"secret_key": None}))
+    other_data_dir = settings.model_copy(update={"secret_key": None, "data_dir": tmp_path / "elsewhere",
+                                                 "database_url": settings.db_url})
+    assert ImageEngine(other_data_dir).secret_key == first.secret_key and len(first.secret_key) >= 48
+    assert shared_secret_key(first.db, settings) == "test-secret"  # a configured one wins
+
+
+def test_a_secret_an_earlier_version_generated_is_adopted(settings):
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.secret_key_file.write_text("from-an-earlier-version\n")
+    assert ImageEngine(settings.model_copy(update={"secret_key": None})).secret_key == "from-an-earlier-version"
+
+
+def test_engines_starting_together_seed_the_plans_once(settings):
+    errors = []
+
+    def start():
+        try:
+            ImageEngine(settings)
+        except Exception as exc:  # noqa: BLE001  (collected and asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    engine = ImageEngine(settings)
+    with session_scope(engine.db) as session:
+        assert {p.slug for p in session.query(Plan).all()} >= {"free", "pro", "studio"}
+
+
+def test_racing_first_runs_make_one_admin(engine):
+    outcomes = []
+
+    def first_run(i: int):
+        with session_scope(engine.db) as session:
+            try:
+                admin.create_first_admin(session, f"admin{i}@example.com", "correct horse battery")
+                outcomes.append("admin")
+            except Conflict:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=first_run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["admin", "refused", "refused", "refused"]
+    with session_scope(engine.db) as session:
+        assert session.query(User).filter(User.is_admin).count() == 1
