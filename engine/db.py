@@ -84,7 +84,9 @@ def insert_if_absent(session: Session, model, conflict_on: str | tuple[str, ...]
     True when the row was inserted."""
     insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[session.get_bind().dialect.name]
     columns = [conflict_on] if isinstance(conflict_on, str) else list(conflict_on)
-    return session.exec(insert(model).values(**values).on_conflict_do_nothing(index_elements=columns)).rowcount == 1
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=columns)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+    return session.exec(statement.returning(getattr(model, columns[0]))).first() is not None
 
 
 def serialize(session: Session, name: str) -> None:

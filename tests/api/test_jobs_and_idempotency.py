@@ -2,6 +2,7 @@ import os
 import time
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlmodel import select
 
 from engine.db import session_scope
@@ -114,7 +115,8 @@ def test_an_unstored_result_is_kept_for_a_while_not_in_the_database(client, auth
     job = client.get(f"/api/v1/jobs/{sync['job_id']}", headers=auth).json()["data"]
     assert job["result"]["image"] == sync["image"] and job["result"]["expired"] is False  # a dropped caller can fetch it
     with engine.db.connect() as connection:
-        row = connection.exec_driver_sql("SELECT result FROM job WHERE id = ?", (sync["job_id"],)).scalar_one()
+        row = connection.execute(text("SELECT CAST(result AS TEXT) FROM job WHERE id = :id"),
+                                 {"id": sync["job_id"]}).scalar_one()
     assert len(row) < 2000  # parameters only, not the picture
 
     path = engine.results.root / f"{sync['job_id']}.png"
