@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from engine.accounts import KEY_PREFIX, authenticate_key, user_from_access_token
 from engine.db import session_scope
 from engine.errors import Forbidden, Unauthenticated
 from engine.models import Plan, User, Workspace
@@ -42,15 +41,7 @@ def get_current_user(
 ) -> User:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("missing API key: send the header 'Authorization: Bearer sk_live_…'")
-    token = credentials.credentials
-    # A session of its own, closed at once: the request may go on for a whole generation.
-    with session_scope(engine.db) as session:
-        if token.startswith(KEY_PREFIX):
-            user, key = authenticate_key(session, token)
-            request.state.api_key_prefix = key.prefix
-        else:
-            user = user_from_access_token(session, token, engine.secret_key)
-            request.state.api_key_prefix = "session"
+    user, request.state.api_key_prefix = engine.authenticate(credentials.credentials)
     request.state.user_id, request.state.workspace_id = user.id, user.workspace_id
     return user
 

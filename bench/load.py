@@ -68,7 +68,7 @@ def parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
-def prepare(data_dir: Path, models_dir: Path) -> str:
+def prepare(data_dir: Path, models_dir: Path, database: dict[str, str]) -> str:
     """Tiny model on disk, a Studio-plan key from the CLI, and that plan's limits raised out of the way."""
     from sqlmodel import select
 
@@ -78,13 +78,13 @@ def prepare(data_dir: Path, models_dir: Path) -> str:
 
     ensure_tiny_model("tiny-sd", models_dir)
     env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(data_dir), "IMAGESTUDIO_MODELS_PATH": str(models_dir),
-                        "HF_HUB_OFFLINE": "1"}
+                        "HF_HUB_OFFLINE": "1"} | database
     out = subprocess.run([sys.executable, "-m", "api.cli", "keys", "create", "--email", "load@localhost",
                           "--plan", "studio", "--name", "load"], env=env, cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     key = out.strip().splitlines()[-1]
     big = 10**9
-    db = make_engine(f"sqlite:///{(data_dir / 'imagestudio.db').resolve()}")
+    db = make_engine(database.get("IMAGESTUDIO_DATABASE_URL") or f"sqlite:///{(data_dir / 'imagestudio.db').resolve()}")
     with session_scope(db) as session:
         plan = session.get(Plan, "studio")
         plan.requests_per_minute = plan.requests_per_day = plan.requests_per_month = big
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="per request, seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models-dir", type=Path, help="reuse tiny models built here (default: a temp folder)")
+    parser.add_argument("--database-url", help="an empty database for the server (default: SQLite in the data dir)")
     parser.add_argument("--out", type=Path, help="JSON output (default: bench/results/load-<date>.json)")
     parser.add_argument("--fail-on-errors", action="store_true", help="exit 1 on any 5xx or transport error")
     args = parser.parse_args(argv)
@@ -161,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with temp_dirs() as (data_dir, temp_models):
         models_dir = args.models_dir or temp_models
-        key = prepare(data_dir, models_dir)
-        with running_server(data_dir, models_dir) as (base, _proc, ready_s):
+        database = {"IMAGESTUDIO_DATABASE_URL": args.database_url} if args.database_url else {}
+        key = prepare(data_dir, models_dir, database)
+        with running_server(data_dir, models_dir, database) as (base, _proc, ready_s):
             auth = {"Authorization": f"Bearer {key}"}
             warm = httpx.post(f"{base}/api/v1/generate", json=GENERATE_BODY | {"prompt": "warm up"}, headers=auth,
                               timeout=300)

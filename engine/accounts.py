@@ -7,6 +7,7 @@ import hmac
 import secrets
 import string
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from engine.db import insert_if_absent
@@ -106,16 +107,20 @@ def authenticate_key(session: Session, full_key: str) -> tuple[User, ApiKey]:
     user = session.get(User, key.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("the account for this API key is disabled")
-    now = utcnow()
-    # Written at most once a minute: a write per request would cost every call a database commit.
-    if key.last_used_at is None or (now - _aware(key.last_used_at)).total_seconds() > LAST_USED_RESOLUTION_S:
-        key.last_used_at = now
-        session.add(key)
-        session.commit()
     return user, key
 
 
 LAST_USED_RESOLUTION_S = 60
+
+
+def key_use_is_stale(key: ApiKey) -> bool:
+    """The key's last use is recorded at most once a minute: a write per request would cost every call a commit."""
+    return key.last_used_at is None or (utcnow() - _aware(key.last_used_at)).total_seconds() > LAST_USED_RESOLUTION_S
+
+
+def record_key_use(session: Session, key_id: str) -> None:
+    session.exec(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+    session.commit()
 
 
 def _aware(moment):

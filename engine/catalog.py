@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 
 from engine.errors import InvalidRequest, ModelNotFound
 from engine.models import CustomModel
@@ -172,7 +172,7 @@ class Catalog:
     def get(self, slug: str) -> ModelSpec:
         if slug in self._builtin:
             return self._builtin[slug]
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             row = session.get(CustomModel, slug)
         if row is None:
             known = ", ".join(spec.slug for spec in self.all())
@@ -219,7 +219,7 @@ class Catalog:
             session.commit()
 
     def _custom_specs(self) -> list[ModelSpec]:
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             return [_custom_spec(row) for row in session.exec(select(CustomModel)).all()]
 
 

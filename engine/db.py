@@ -19,6 +19,7 @@ from engine import models  # noqa: F401  (registers the tables on SQLModel.metad
 from engine.errors import DatabaseBusy
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_READ_ONLY = "imagestudio_read_only"
 
 
 def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
@@ -46,10 +47,11 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engi
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):
-        # Every transaction takes the write lock when it begins. A check-then-change can't interleave with
-        # another, and a read that turns into a write can't fail with SQLITE_BUSY halfway (WAL snapshot).
-        # The price: transactions must stay short; none is held across a generation.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that may write takes the write lock when it begins: a check-then-change can't interleave
+        # with another, and a read that turns into a write can't fail with SQLITE_BUSY halfway (WAL snapshot).
+        # The price: they must stay short; none is held across a generation. A read_scope's transaction only
+        # reads: it takes no lock and sees the last commit, so reads never wait behind a writer.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -77,6 +79,13 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             if is_busy(exc):
                 raise DatabaseBusy("the database is busy; retry shortly") from exc
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session that only reads (on SQLite its transaction takes no write lock; writing in it is a bug)."""
+    with session_scope(engine.execution_options(**{_READ_ONLY: True})) as session:
+        yield session
 
 
 def insert_if_absent(session: Session, model, conflict_on: str | tuple[str, ...], **values) -> bool:

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.errors import NotFound
 from engine.models import ImageRecord
 from engine.storage import ImageStore
@@ -28,7 +28,7 @@ class Gallery:
             conditions.append(col(ImageRecord.prompt).ilike(f"%{escaped}%", escape="\\"))
         if model:
             conditions.append(ImageRecord.model == model)
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             total = session.exec(select(func.count()).select_from(ImageRecord).where(*conditions)).one()
             rows = session.exec(select(ImageRecord).where(*conditions)
                                 .order_by(col(ImageRecord.created_at).desc(), col(ImageRecord.id).desc())
@@ -37,7 +37,7 @@ class Gallery:
 
     def get(self, image_id: str, user_id: str | None) -> ImageRecord:
         """The stored image ``image_id`` of ``user_id`` (None: any owner, for signed links)."""
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             record = session.get(ImageRecord, image_id)
         if record is None or record.file_path is None or (user_id is not None and record.user_id != user_id):
             raise NotFound(f"no image '{image_id}'")
@@ -58,7 +58,7 @@ class Gallery:
         self.store.delete(record.file_path)
 
     def used_bytes(self, workspace_id: str) -> int:
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             total = session.exec(select(func.coalesce(func.sum(ImageRecord.bytes), 0)).where(
                 ImageRecord.workspace_id == workspace_id, col(ImageRecord.file_path).is_not(None))).one()
         return int(total)

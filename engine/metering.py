@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, text, update
 from sqlmodel import select
 
-from engine.db import session_scope
+from engine.db import read_scope, session_scope
 from engine.errors import EngineError, Forbidden, InsufficientCredits, RateLimited
 from engine.leases import LEASE
 from engine.models import PendingCharge, Plan, UsageCounter, Workspace
@@ -114,7 +114,7 @@ class Meter:
 
     # -- reading -----------------------------------------------------------------------------
     def plan_of(self, workspace_id: str) -> tuple[Workspace, Plan]:
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             workspace = session.get(Workspace, workspace_id)
             plan = session.get(Plan, workspace.plan_slug) if workspace and workspace.plan_slug else None
         if workspace is None:
@@ -127,7 +127,7 @@ class Meter:
 
     def active(self, workspace_id: str, now: datetime | None = None) -> int:
         """Requests of the workspace running now, on any process: its live charges."""
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             return self._live_charges(session, workspace_id, now or datetime.now(UTC))
 
     @staticmethod
@@ -276,7 +276,7 @@ class Meter:
 
     def charge_owners(self, now: datetime | None = None) -> set[str]:
         """The processes holding live charges."""
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             return set(session.exec(select(PendingCharge.process_id).distinct().where(
                 PendingCharge.lease_expires_at > (now or datetime.now(UTC)))).all()) - {None}
 
@@ -296,7 +296,7 @@ class Meter:
     def usage(self, workspace_id: str, now: datetime | None = None) -> dict:
         now = now or datetime.now(UTC)
         periods = window_periods(now)
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             workspace = session.get(Workspace, workspace_id)
             plan = session.get(Plan, workspace.plan_slug) if workspace.plan_slug else None
             rows = {w: session.get(UsageCounter, (workspace_id, w, periods[w][0])) for w in WINDOWS}
@@ -306,7 +306,7 @@ class Meter:
     def daily_history(self, workspace_id: str, days: int = 30, now: datetime | None = None) -> list[dict]:
         now = now or datetime.now(UTC)
         keys = [(now - timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days - 1, -1, -1)]
-        with session_scope(self._db) as session:
+        with read_scope(self._db) as session:
             rows = session.exec(select(UsageCounter).where(
                 UsageCounter.workspace_id == workspace_id, UsageCounter.window == "day",
                 UsageCounter.period.in_(keys))).all()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from engine.config import Settings
-from engine.db import insert_if_absent, session_scope
+from engine.db import insert_if_absent, read_scope, session_scope
 from engine.errors import InvalidRequest
 from engine.models import AppSetting, utcnow
 
@@ -38,7 +38,7 @@ class RuntimeSettings:
         with self._lock:
             if self._cache is None or time.monotonic() - self._loaded_at > CACHE_TTL_S:
                 values = {key: default(self._settings) for key, (_, default) in RUNTIME_KEYS.items()}
-                with session_scope(self._db) as session:
+                with read_scope(self._db) as session:
                     for row in session.query(AppSetting).all():
                         if row.key in RUNTIME_KEYS:
                             values[row.key] = row.value

@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy import or_, update
 from sqlmodel import select
 
-from engine.accounts import authenticate_password, ensure_default_plans, plan_for
+from engine.accounts import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
+                             plan_for, record_key_use, user_from_access_token)
 from engine.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.config import Settings
-from engine.db import init_db, make_engine, session_scope
+from engine.db import init_db, make_engine, read_scope, session_scope
 from engine.device import device_memory_bytes, resolve_device, resolve_dtype
-from engine.errors import EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
+from engine.errors import DatabaseBusy, EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
 from engine.gallery import Gallery
 from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
                                run_pipeline, supports_preview)
@@ -132,7 +133,7 @@ class ImageEngine:
     # -- policy ------------------------------------------------------------------------------
     def storage_for(self, user: User) -> dict:
         """Whether this user's images are stored: admin switch, plan, and the user's preference."""
-        with session_scope(self.db) as session:
+        with read_scope(self.db) as session:
             plan = plan_for(session, user)
         enabled = bool(self.runtime.get("storage_enabled") and plan and plan.storage_enabled)
         wanted = bool((user.preferences or {}).get("storage", True))
@@ -283,6 +284,21 @@ class ImageEngine:
         except EngineError as exc:
             self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
+
+    def authenticate(self, token: str) -> tuple[User, str]:
+        """The user behind an API key or a session token, and the key's prefix for the log ("session" for a token).
+        Read without the write lock; the key's last use is bookkeeping, skipped while the database is busy."""
+        with read_scope(self.db) as session:
+            if not token.startswith(KEY_PREFIX):
+                return user_from_access_token(session, token, self.secret_key), "session"
+            user, key = authenticate_key(session, token)
+        if key_use_is_stale(key):
+            try:
+                with session_scope(self.db) as session:
+                    record_key_use(session, key.id)
+            except DatabaseBusy:
+                log.info("the last use of key %s was not recorded: the database is busy", key.prefix)
+        return user, key.prefix
 
     def sign_in(self, email: str, password: str, address: str) -> User:
         """Email + password sign-in for the API and the studio alike, throttled against guessing."""

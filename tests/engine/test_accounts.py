@@ -15,7 +15,10 @@ def test_key_is_shown_once_and_stored_only_as_a_hash(engine):
         row = session.exec(select(ApiKey)).one()
         assert full not in (row.key_hash, row.prefix) and full[8:16] == row.prefix
         found_user, found_key = authenticate_key(session, full)
-        assert found_user.email == "bob@example.com" and found_key.last_used_at is not None
+        assert found_user.email == "bob@example.com"
+    assert engine.authenticate(full)[0].email == "bob@example.com"
+    with session_scope(engine.db) as session:
+        assert session.exec(select(ApiKey)).one().last_used_at is not None
 
 
 def test_wrong_and_revoked_keys_fail(engine):
