@@ -15,6 +15,7 @@ from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 from tests.support import fresh_postgres_url
 
+pytestmark = pytest.mark.sqlite_pass_only  # it picks its databases itself: once is enough
 
 @pytest.fixture
 def pg_settings(settings) -> Iterator:

@@ -11,6 +11,8 @@ from engine.db import make_engine, session_scope
 from engine.schema import BASELINE, current_revision, head_revision, upgrade
 from tests.support import fresh_postgres_url
 
+pytestmark = pytest.mark.sqlite_pass_only  # it picks its databases itself: once is enough
+
 HEAD = head_revision()
 
 

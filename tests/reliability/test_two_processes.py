@@ -3,6 +3,7 @@ a process starting beside a busy one leaves its work alone, and what one process
 Run on SQLite and on PostgreSQL."""
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from tests.api.helpers import SMALL, set_plan, set_user, set_workspace
 from tests.server_process import Server, create_key, server_env
 from tests.support import fresh_postgres_url
 
+pytestmark = pytest.mark.sqlite_pass_only  # it picks its databases itself: once is enough
+
 CHEAP = {"prompt": "a lighthouse", "model": "tiny-sd", "steps": 1, **SMALL}
 SLOW = {"prompt": "a slow lighthouse", "model": "tiny-sdxl", "width": 512, "height": 512, "steps": 30, "async": True}
 
@@ -29,18 +32,24 @@ def pair(request, tmp_path_factory, models_dir) -> Iterator[SimpleNamespace]:
     with (fresh_postgres_url() if request.param == "postgresql" else _sqlite_url(folder)) as url:
         env = server_env(folder / "data", models_dir, IMAGESTUDIO_DATABASE_URL=url)
         first = Server(env, folder / "first.log").start()
-        key = create_key(env, "pat@example.com", plan="pro")
         second = Server(env, folder / "second.log").start()
         db = make_engine(url)
-        with session_scope(db) as session:
-            user = session.exec(select(User).where(User.email == "pat@example.com")).one()
         try:
-            yield SimpleNamespace(env=env, first=first, second=second, db=SimpleNamespace(db=db), user=user,
-                                  auth={"Authorization": f"Bearer {key}"}, folder=folder)
+            yield SimpleNamespace(env=env, first=first, second=second, db=SimpleNamespace(db=db), folder=folder)
         finally:
             second.stop()
             first.stop()
             db.dispose()
+
+
+@pytest.fixture
+def account(pair) -> SimpleNamespace:
+    """A new account for each test (its usage windows start empty), with its key."""
+    email = f"user-{secrets.token_hex(4)}@example.com"
+    key = create_key(pair.env, email, plan="pro")
+    with session_scope(pair.db.db) as session:
+        user = session.exec(select(User).where(User.email == email)).one()
+    return SimpleNamespace(user=user, email=email, auth={"Authorization": f"Bearer {key}"})
 
 
 class _sqlite_url:  # noqa: N801  (a context manager, like fresh_postgres_url)
@@ -54,48 +63,54 @@ class _sqlite_url:  # noqa: N801  (a context manager, like fresh_postgres_url)
         return False
 
 
-def fire_at_both(pair, count: int, body: dict) -> list[httpx.Response]:
+def fire_at_both(pair, account, count: int, body: dict) -> list[httpx.Response]:
     async def main():
         async with httpx.AsyncClient(timeout=120) as http:
             return await asyncio.gather(*[
                 http.post(f"{(pair.first if i % 2 else pair.second).base}/api/v1/generate", json=body,
-                          headers=pair.auth) for i in range(count)])
+                          headers=account.auth) for i in range(count)])
     return asyncio.run(main())
 
 
-def usage(pair) -> dict:
-    return httpx.get(f"{pair.first.base}/api/v1/usage", headers=pair.auth, timeout=30).json()["data"]
+def usage(pair, account) -> dict:
+    return httpx.get(f"{pair.first.base}/api/v1/usage", headers=account.auth, timeout=30).json()["data"]
 
 
-def test_the_per_minute_limit_is_exact_across_both(pair):
-    set_plan(pair.db, pair.user, slug="minute", requests_per_minute=7, monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=1000)
+def on_plan(pair, account, credits: int = 1000, **limits) -> None:
+    set_plan(pair.db, account.user, slug=account.email.split("@")[0][:40], monthly_credits=0, **limits)
+    set_workspace(pair.db, account.user, credits=credits)
+
+
+@pytest.mark.parametrize("window", ["minute", "day", "month"])
+def test_each_request_window_is_exact_across_both(pair, account, window):
+    on_plan(pair, account, **{f"requests_per_{window}": 7})
     if datetime.now(UTC).second >= 45:  # the burst stays inside one minute window
         time.sleep(61 - datetime.now(UTC).second)
-    before = usage(pair)["usage"]["today"]["requestCount"]
-    statuses = sorted(r.status_code for r in fire_at_both(pair, 32, CHEAP))
-    assert statuses == [200] * 7 + [429] * 25
-    assert usage(pair)["usage"]["today"]["requestCount"] == before + 7
+    responses = fire_at_both(pair, account, 32, CHEAP)
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [429] * 25
+    assert {r.json()["error"]["limit"] for r in responses if r.status_code == 429} == {window}
+    today = usage(pair, account)["usage"]["today"]
+    assert today["requestCount"] == today["imageCount"] == 7
 
 
-def test_credits_are_exact_across_both(pair):
-    set_plan(pair.db, pair.user, slug="credits", monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=5)
-    statuses = sorted(r.status_code for r in fire_at_both(pair, 32, CHEAP))
+def test_credits_are_exact_across_both(pair, account):
+    on_plan(pair, account, credits=5)
+    statuses = sorted(r.status_code for r in fire_at_both(pair, account, 32, CHEAP))
     assert statuses == [200] * 5 + [402] * 27
-    assert usage(pair)["credits"]["balance"] == 0
+    assert usage(pair, account)["credits"]["balance"] == 0
 
 
-def test_the_concurrency_limit_holds_across_both(pair):
-    set_plan(pair.db, pair.user, slug="one-at-a-time", max_concurrent_jobs=1, monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=1000)
-    job = httpx.post(f"{pair.first.base}/api/v1/generate", json=SLOW, headers=pair.auth, timeout=30)
-    assert job.status_code == 202, job.text
-    other = httpx.post(f"{pair.second.base}/api/v1/generate", json=CHEAP, headers=pair.auth, timeout=30)
-    assert other.status_code == 429 and other.json()["error"]["limit"] == "concurrency"
-    wait_for_job(pair.second, pair.auth, job.json()["data"]["job_id"])  # the job is visible from the other
-    assert httpx.post(f"{pair.second.base}/api/v1/generate", json=CHEAP, headers=pair.auth,
-                      timeout=60).status_code == 200  # its slot came back
+def test_the_concurrency_limit_is_exact_across_both(pair, account):
+    """32 slow async jobs at once, half to each process: exactly three hold a slot (until they finish)."""
+    on_plan(pair, account, max_concurrent_jobs=3)
+    responses = fire_at_both(pair, account, 32, SLOW)
+    accepted = [r.json()["data"]["job_id"] for r in responses if r.status_code == 202]
+    refused = [r for r in responses if r.status_code != 202]
+    assert len(accepted) == 3 and {r.json()["error"]["limit"] for r in refused} == {"concurrency"}
+    for job_id in accepted:  # visible, and finished, from either process
+        assert wait_for_job(pair.second, account.auth, job_id)["status"] == "succeeded"
+    assert httpx.post(f"{pair.second.base}/api/v1/generate", json=CHEAP, headers=account.auth,
+                      timeout=60).status_code == 200  # the slots came back
 
 
 def wait_for_job(server, auth, job_id: str, timeout: float = 120) -> dict:
@@ -108,25 +123,23 @@ def wait_for_job(server, auth, job_id: str, timeout: float = 120) -> dict:
     pytest.fail(f"job {job_id} did not finish")
 
 
-def test_a_process_starting_beside_a_busy_one_leaves_its_work_alone(pair):
-    set_plan(pair.db, pair.user, slug="busy", max_concurrent_jobs=10, monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=1000)
-    jobs = [httpx.post(f"{pair.first.base}/api/v1/generate", json=SLOW | {"seed": i}, headers=pair.auth,
+def test_a_process_starting_beside_a_busy_one_leaves_its_work_alone(pair, account):
+    on_plan(pair, account, max_concurrent_jobs=10)
+    jobs = [httpx.post(f"{pair.first.base}/api/v1/generate", json=SLOW | {"seed": i}, headers=account.auth,
                        timeout=30).json()["data"]["job_id"] for i in range(3)]
-    balance = usage(pair)["credits"]["balance"]
+    balance = usage(pair, account)["credits"]["balance"]
     third = Server(pair.env, pair.folder / "third.log").start()  # its start-up recovery runs now
     try:
-        assert usage(pair)["credits"]["balance"] == balance  # nothing of the first's was refunded
-        finished = [wait_for_job(third, pair.auth, job_id) for job_id in jobs]
+        assert usage(pair, account)["credits"]["balance"] == balance  # nothing of the first's was refunded
+        finished = [wait_for_job(third, account.auth, job_id) for job_id in jobs]
     finally:
         third.stop()
     assert [job["status"] for job in finished] == ["succeeded"] * 3
 
 
-def test_an_idempotent_retry_sent_to_the_other_process_replays(pair):
-    set_plan(pair.db, pair.user, slug="retry", monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=1000)
-    headers = pair.auth | {"Idempotency-Key": f"retry-{time.time_ns()}"}
+def test_an_idempotent_retry_sent_to_the_other_process_replays(pair, account):
+    on_plan(pair, account)
+    headers = account.auth | {"Idempotency-Key": f"retry-{time.time_ns()}"}
     first = httpx.post(f"{pair.first.base}/api/v1/generate", json=CHEAP, headers=headers, timeout=60)
     again = httpx.post(f"{pair.second.base}/api/v1/generate", json=CHEAP, headers=headers, timeout=60)
     assert first.status_code == again.status_code == 200
@@ -134,17 +147,17 @@ def test_an_idempotent_retry_sent_to_the_other_process_replays(pair):
     assert again.json()["data"]["id"] == first.json()["data"]["id"]
 
 
-def test_signed_links_and_session_tokens_work_on_the_other_process(pair):
-    set_plan(pair.db, pair.user, slug="links", storage_enabled=True, storage_quota_mb=100, monthly_credits=0)
-    set_workspace(pair.db, pair.user, credits=1000)
-    data = httpx.post(f"{pair.first.base}/api/v1/generate", json=CHEAP, headers=pair.auth, timeout=60).json()["data"]
+def test_signed_links_and_session_tokens_work_on_the_other_process(pair, account):
+    on_plan(pair, account, storage_enabled=True, storage_quota_mb=100)
+    data = httpx.post(f"{pair.first.base}/api/v1/generate", json=CHEAP, headers=account.auth,
+                      timeout=60).json()["data"]
     assert data["storage"]["stored"] is True
     link = data["image"].replace(pair.first.base, pair.second.base)
     fetched = httpx.get(link, timeout=30)
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
-    set_user(pair.db, pair.user, password_hash=hash_password("correct horse battery"))
-    token = httpx.post(f"{pair.first.base}/api/v1/auth/login", json={"email": "pat@example.com",
+    set_user(pair.db, account.user, password_hash=hash_password("correct horse battery"))
+    token = httpx.post(f"{pair.first.base}/api/v1/auth/login", json={"email": account.email,
                                                                      "password": "correct horse battery"},
                        timeout=30).json()["data"]["access_token"]
     me = httpx.get(f"{pair.second.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert me.status_code == 200 and me.json()["data"]["email"] == "pat@example.com"
+    assert me.status_code == 200 and me.json()["data"]["email"] == account.email
