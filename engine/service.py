@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy import or_, update
+from sqlalchemy import and_, or_, update
 from sqlmodel import select
 
 from engine.accounts import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
@@ -205,9 +205,11 @@ class ImageEngine:
         dead = self.identity.dead((job_owners | self.meter.charge_owners(now)) - {None})
         with session_scope(self.db) as session:
             stale = session.exec(select(Job).where(
-                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.process_id != self.identity.id,
-                or_(Job.process_id.is_(None), Job.lease_expires_at.is_(None), Job.lease_expires_at <= now,
-                    Job.process_id.in_(dead)))).all()
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                or_(Job.process_id.is_(None),  # made before leases: nobody vouches for it
+                    and_(Job.process_id != self.identity.id,
+                         or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now, Job.process_id.in_(dead)))))
+            ).all()
             for job in stale:
                 job.status, job.error, job.finished_at = JobStatus.FAILED, "interrupted by a server restart", now
                 session.add(job)

@@ -29,3 +29,26 @@ def test_a_killed_process_is_seen_dead_and_a_live_one_alive(tmp_path):
         holder.kill()
     me.close()
     assert not (tmp_path / f"{me.id}.lock").exists()
+
+
+def test_recovery_fails_only_jobs_nobody_vouches_for(engine, monkeypatch):
+    from datetime import timedelta
+
+    from engine.db import session_scope
+    from engine.leases import LEASE
+    from engine.models import Job, JobStatus, utcnow
+
+    now = utcnow()
+    jobs = {"legacy": Job(process_id=None), "expired": Job(process_id="proc_gone", lease_expires_at=now - LEASE),
+            "live peer": Job(process_id="proc_peer", lease_expires_at=now + timedelta(seconds=30)),
+            "dead peer": Job(process_id="proc_dead", lease_expires_at=now + timedelta(seconds=30)),
+            "mine": Job(process_id=engine.identity.id, lease_expires_at=now + timedelta(seconds=30))}
+    with session_scope(engine.db) as session:
+        session.add_all(jobs.values())
+        session.commit()
+    monkeypatch.setattr(engine.identity, "dead", lambda ids: {"proc_dead"} & ids)
+    assert engine.recover_abandoned()["interrupted_jobs"] == 3
+    with session_scope(engine.db) as session:
+        status = {name: session.get(Job, job.id).status for name, job in jobs.items()}
+    assert status == {"legacy": JobStatus.FAILED, "expired": JobStatus.FAILED, "live peer": JobStatus.QUEUED,
+                      "dead peer": JobStatus.FAILED, "mine": JobStatus.QUEUED}
