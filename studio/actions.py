@@ -86,14 +86,15 @@ class GenerationRun:
 
     async def run(self, on_result: Callable[[GenerationResult, int], Awaitable[None] | None]) -> int:
         """Run every image, calling ``on_result(result, credits)`` as each finishes; returns how many succeeded."""
-        storage = self.engine.storage_for(self.user)
+        # The engine reads the database and writes job rows: off the event loop that serves every browser.
+        storage = await asyncio.to_thread(self.engine.storage_for, self.user)
         done = 0
         async with metered(self.engine, self.user, requests=len(self.params), credits=sum(self.costs)) as admission:
             try:
                 for params in self.params:
-                    self.tasks.append(self.engine.submit_generation(
-                        self.user, params, store=storage["store"], kind=self.kind, init_image=self.init_image,
-                        strength=self.strength))
+                    self.tasks.append(await asyncio.to_thread(
+                        self.engine.submit_generation, self.user, params, store=storage["store"], kind=self.kind,
+                        init_image=self.init_image, strength=self.strength))
             except EngineError:
                 self.cancel()  # what was queued would run unpaid: stop it
                 raise
@@ -118,7 +119,7 @@ class GenerationRun:
 async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt: str = "") -> GenerationResult:
     image = Image.open(io.BytesIO(png))
     image.load()
-    storage = engine.storage_for(user)
+    storage = await asyncio.to_thread(engine.storage_for, user)
     cost = BACKGROUND_REMOVAL_CREDITS
     async with metered(engine, user, credits=cost) as admission:
         # Loading the cut-out model can take a moment the first time: off the event loop.
