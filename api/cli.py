@@ -226,7 +226,9 @@ def db_current() -> None:
     from engine.db import make_engine
     from engine.schema import current_revision
 
-    typer.echo(current_revision(make_engine(Settings().db_url)) or "no schema yet")
+    settings = Settings()
+    settings.ensure_dirs()
+    typer.echo(current_revision(make_engine(settings.db_url)) or "no schema yet")
 
 
 if __name__ == "__main__":

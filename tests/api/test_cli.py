@@ -45,3 +45,27 @@ def test_models_list_and_pull(settings):
     assert runner.invoke(app, ["models", "pull", "tiny-sdxl"], env=env).exit_code == 0
     refused = runner.invoke(app, ["models", "pull", "lucid-origin"], env=env)
     assert refused.exit_code == 1 and "no open weights" in refused.output
+
+
+def test_db_upgrade_and_current(settings):
+    from engine.schema import head_revision
+
+    env = env_for(settings)
+    assert runner.invoke(app, ["db", "current"], env=env).output.strip() == "no schema yet"
+    upgraded = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0 and f"database at revision {head_revision()} (was None)" in upgraded.output
+    assert "(no change)" in runner.invoke(app, ["db", "upgrade"], env=env).output
+    assert runner.invoke(app, ["db", "current"], env=env).output.strip() == head_revision()
+
+
+def test_models_alias(settings):
+    env = env_for(settings)
+    made = runner.invoke(app, ["models", "alias", "flux-2-pro", "tiny-flux"], env=env)
+    assert made.exit_code == 0 and "flux-2-pro now runs tiny-flux" in made.output
+    listed = runner.invoke(app, ["models", "list"], env=env).output
+    assert any(line.startswith("flux-2-pro") and "alias" in line and "runs tiny-flux" in line
+               for line in listed.splitlines())
+    refused = runner.invoke(app, ["models", "alias", "flux-2-pro", "phoenix-1"], env=env)
+    assert refused.exit_code == 1 and "no open weights" in refused.output
+    assert runner.invoke(app, ["models", "alias", "flux-2-pro", "--remove"], env=env).exit_code == 0
+    assert runner.invoke(app, ["models", "alias", "flux-2-pro", "--remove"], env=env).exit_code == 1
