@@ -63,10 +63,17 @@ def init_db(engine: Engine) -> None:
     upgrade(engine)
 
 
+# PostgreSQL's "retry me" errors: serialization failure, deadlock detected, lock not available.
+_POSTGRES_RETRYABLE = {"40001", "40P01", "55P03"}
+
+
 def is_busy(exc: OperationalError) -> bool:
-    """SQLITE_BUSY / SQLITE_LOCKED (extended codes included): another writer kept the lock too long."""
+    """Another writer kept a lock too long (SQLITE_BUSY / SQLITE_LOCKED, extended codes included), or PostgreSQL
+    gave this transaction up to let others go on: either way the request may simply be retried."""
     code = getattr(exc.orig, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(exc.orig, "sqlstate", None) in _POSTGRES_RETRYABLE
 
 
 @contextmanager

@@ -243,6 +243,8 @@ class Meter:
             if conn.execute(text("DELETE FROM pendingcharge WHERE id = :id"), {"id": charge_id}).rowcount == 0:
                 session.rollback()
                 return
+            if conn.dialect.name == "postgresql":  # the workspace first, as admissions take it: no deadlock
+                conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
             for window in WINDOWS:
                 conn.execute(text(
                     "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "

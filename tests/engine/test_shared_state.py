@@ -63,3 +63,14 @@ def test_racing_first_runs_make_one_admin(engine):
     assert sorted(outcomes) == ["admin", "refused", "refused", "refused"]
     with session_scope(engine.db) as session:
         assert session.query(User).filter(User.is_admin).count() == 1
+
+
+def test_postgres_deadlocks_and_lock_timeouts_are_a_retryable_busy_database():
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import OperationalError
+
+    from engine.db import is_busy
+
+    for sqlstate, busy in (("40P01", True), ("40001", True), ("55P03", True), ("42P01", False)):
+        assert is_busy(OperationalError("SELECT 1", {}, SimpleNamespace(sqlstate=sqlstate))) is busy
