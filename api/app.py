@@ -15,8 +15,8 @@ from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
 from api.routes import api_router
 from engine import __version__
 from engine.config import Settings
-from engine.db import session_scope
-from engine.models import ApiKey
+from engine.data.db import session_scope
+from engine.data.tables import ApiKey
 from engine.service import ImageEngine
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ def generate(prompt: str,
              width: int = 512, height: int = 512, steps: int | None = None, seed: int | None = None,
              negative_prompt: str | None = None) -> None:
     """Generate one image on this machine and write it as a PNG."""
-    from engine.generation import GenerationParams
+    from engine.generation.params import GenerationParams
 
     engine = _engine()
     engine.start()
@@ -68,9 +68,9 @@ def generate(prompt: str,
 
 
 def _cli_user(engine):
-    from engine.accounts import create_user
-    from engine.db import session_scope
-    from engine.models import User
+    from engine.accounts.users import create_user
+    from engine.data.db import session_scope
+    from engine.data.tables import User
 
     with session_scope(engine.db) as session:
         user = session.exec(select(User).where(User.email == "cli@localhost")).first()
@@ -83,9 +83,9 @@ def keys_create(name: Annotated[str, typer.Option(help="A label for the key")] =
                 admin: Annotated[bool, typer.Option(help="Make a new owner an admin")] = False,
                 plan: Annotated[str, typer.Option(help="Plan of a new owner's workspace")] = "free") -> None:
     """Create an API key (the full key is shown only now). Until an admin exists, a new owner is one."""
-    from engine.accounts import create_api_key, create_user, display_prefix, normalize_email
-    from engine.db import session_scope
-    from engine.models import User
+    from engine.accounts.users import create_api_key, create_user, display_prefix, normalize_email
+    from engine.data.db import session_scope
+    from engine.data.tables import User
 
     engine = _engine()
     with session_scope(engine.db) as session:
@@ -103,9 +103,9 @@ def keys_create(name: Annotated[str, typer.Option(help="A label for the key")] =
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys by prefix with their owner, creation and last use."""
-    from engine.accounts import display_prefix, list_api_keys
-    from engine.db import session_scope
-    from engine.models import User
+    from engine.accounts.users import display_prefix, list_api_keys
+    from engine.data.db import session_scope
+    from engine.data.tables import User
 
     engine = _engine()
     with session_scope(engine.db) as session:
@@ -123,8 +123,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key prefix (sk_live_abcd1234) or id")]) -> None:
     """Revoke a key; it fails on the very next request."""
-    from engine.accounts import display_prefix, revoke_api_key
-    from engine.db import session_scope
+    from engine.accounts.users import display_prefix, revoke_api_key
+    from engine.data.db import session_scope
     from engine.errors import NotFound
 
     engine = _engine()
@@ -209,8 +209,8 @@ def models_add(slug: str, source: Annotated[str, typer.Argument(help="Hub repo i
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
     """Migrate the database (IMAGESTUDIO_DATABASE_URL, or SQLite in the data dir) to the newest schema."""
-    from engine.db import make_engine
-    from engine.schema import current_revision, upgrade
+    from engine.data.db import make_engine
+    from engine.data.schema import current_revision, upgrade
 
     settings = Settings()
     settings.ensure_dirs()
@@ -223,8 +223,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
 @db_app.command("current")
 def db_current() -> None:
     """The database's schema revision."""
-    from engine.db import make_engine
-    from engine.schema import current_revision
+    from engine.data.db import make_engine
+    from engine.data.schema import current_revision
 
     settings = Settings()
     settings.ensure_dirs()

@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from engine.db import session_scope
+from engine.data.db import session_scope
 from engine.errors import Forbidden, Unauthenticated
-from engine.models import Plan, User, Workspace
+from engine.data.tables import Plan, User, Workspace
 from engine.service import ImageEngine
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import errors as engine_errors
-from engine.storage import StorageError
+from engine.storage.files import StorageError
 
 log = logging.getLogger(__name__)
 

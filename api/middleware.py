@@ -7,8 +7,8 @@ import logging
 import time
 
 from api.errors import request_id_for
-from engine.db import session_scope
-from engine.models import ApiLog
+from engine.data.db import session_scope
+from engine.data.tables import ApiLog
 
 log = logging.getLogger(__name__)
 

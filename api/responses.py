@@ -16,10 +16,10 @@ from fastapi.responses import JSONResponse
 from api.errors import current_request_id
 from api.schemas import ErrorEnvelope
 from engine.errors import Conflict, InvalidRequest
-from engine.gallery import signed_image_path
-from engine.metering import Admission
-from engine.models import User
-from engine.png import data_url
+from engine.storage.gallery import signed_image_path
+from engine.billing.metering import Admission
+from engine.data.tables import User
+from engine.generation.png import data_url
 from engine.service import GenerationResult, ImageEngine
 
 

@@ -6,7 +6,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.generation import GenerationParams, StoredText
+from engine.generation.params import GenerationParams, StoredText
 
 T = TypeVar("T")
 

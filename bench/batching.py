@@ -26,9 +26,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
 
-    from engine.catalog import Catalog
-    from engine.db import init_db, make_engine
-    from engine.generation import GenerationParams, check_inputs, run_pipeline
+    from engine.generation.catalog import Catalog
+    from engine.data.db import init_db, make_engine
+    from engine.generation.params import GenerationParams, check_inputs, run_pipeline
 
     batches = [int(b) for b in args.batches.split(",")]
     db = make_engine("sqlite://")

@@ -46,11 +46,11 @@ def bench_settings(data_dir: Path, models_dir: Path, **overrides):
 
 def prepare_data_dir(data_dir: Path, models_dir: Path) -> str:
     """A bench account on an unlimited plan (storage off, like the Free plan); returns its API key."""
-    from engine.accounts import create_api_key, create_user
-    from engine.db import session_scope
-    from engine.models import Plan
+    from engine.accounts.users import create_api_key, create_user
+    from engine.data.db import session_scope
+    from engine.data.tables import Plan
     from engine.service import ImageEngine
-    from engine.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model
+    from engine.generation.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model
 
     for slug in TINY_MODEL_SLUGS:
         ensure_tiny_model(slug, models_dir)
@@ -153,8 +153,8 @@ def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
     """The model as plain diffusers loads it (its defaults), for side-by-side timings."""
     import diffusers
 
-    from engine.device import resolve_device, resolve_dtype
-    from engine.tiny_models import ensure_tiny_model
+    from engine.generation.device import resolve_device, resolve_dtype
+    from engine.generation.tiny_models import ensure_tiny_model
 
     device = device or resolve_device("auto")
     path = ensure_tiny_model(slug, models_dir)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args(argv)
-    from engine.tiny_models import ensure_tiny_model
+    from engine.generation.tiny_models import ensure_tiny_model
 
     rows = []
     with tempfile.TemporaryDirectory() as models:

@@ -77,7 +77,7 @@ def build(arch: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16):
     from transformers import (ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config,
                               T5EncoderModel)
 
-    from engine.tiny_models import build_clip_tokenizer
+    from engine.generation.tiny_models import build_clip_tokenizer
 
     # Schedulers keep their tables on the CPU: made outside the device context.
     schedulers = {

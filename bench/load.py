@@ -72,9 +72,9 @@ def prepare(data_dir: Path, models_dir: Path, database: dict[str, str]) -> str:
     """Tiny model on disk, a Studio-plan key from the CLI, and that plan's limits raised out of the way."""
     from sqlmodel import select
 
-    from engine.db import make_engine, session_scope
-    from engine.models import Plan, Workspace
-    from engine.tiny_models import ensure_tiny_model
+    from engine.data.db import make_engine, session_scope
+    from engine.data.tables import Plan, Workspace
+    from engine.generation.tiny_models import ensure_tiny_model
 
     ensure_tiny_model("tiny-sd", models_dir)
     env = os.environ | {"IMAGESTUDIO_DATA_DIR": str(data_dir), "IMAGESTUDIO_MODELS_PATH": str(models_dir),

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from engine.config import Settings
-from engine.db import insert_if_absent, read_scope, session_scope
+from engine.data.db import insert_if_absent, read_scope, session_scope
 from engine.errors import InvalidRequest
-from engine.models import AppSetting, utcnow
+from engine.data.tables import AppSetting, utcnow
 
 # key -> (type, environment default getter)
 RUNTIME_KEYS: dict[str, tuple[type, Any]] = {

@@ -17,26 +17,26 @@ from sqlalchemy.engine import Engine
 from sqlalchemy import and_, or_, update
 from sqlmodel import select
 
-from engine.accounts import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
+from engine.accounts.users import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
                              plan_for, record_key_use, user_from_access_token)
-from engine.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
+from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.config import Settings
-from engine.db import init_db, make_engine, read_scope, session_scope
-from engine.device import device_memory_bytes, resolve_device, resolve_dtype
+from engine.data.db import init_db, make_engine, read_scope, session_scope
+from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.errors import DatabaseBusy, EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
-from engine.gallery import Gallery
-from engine.generation import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
+from engine.storage.gallery import Gallery
+from engine.generation.params import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
                                run_pipeline, supports_preview)
-from engine.leases import HEARTBEAT_S, LEASE, ProcessIdentity
-from engine.metering import Meter
-from engine.idempotency import IdempotencyStore
-from engine.models import ImageRecord, Job, JobStatus, User, new_id, utcnow
-from engine.pipelines import PipelineManager, WeightsState, diffusers_class
-from engine.results import ResultCache
+from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
+from engine.billing.metering import Meter
+from engine.data.idempotency import IdempotencyStore
+from engine.data.tables import ImageRecord, Job, JobStatus, User, new_id, utcnow
+from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
+from engine.storage.results import ResultCache
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
-from engine.storage import ImageStore
-from engine.throttle import LoginThrottle
-from engine.worker import LocalWorker, Task
+from engine.storage.files import ImageStore
+from engine.accounts.throttle import LoginThrottle
+from engine.generation.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ class ImageEngine:
 
     def background_remover(self):
         if self._background_remover is None:
-            from engine.background import BackgroundRemover
+            from engine.tools.background import BackgroundRemover
 
             self._background_remover = BackgroundRemover(self.settings.models_dir)
         return self._background_remover
@@ -363,7 +363,7 @@ class ImageEngine:
 
     def prompt_enhancer(self):
         """The enhancer for the admin's chosen text model (rebuilt when that choice changes)."""
-        from engine.prompts import PromptEnhancer, TextModelConfig
+        from engine.tools.prompts import PromptEnhancer, TextModelConfig
 
         config = self.runtime.get("text_model") or {"provider": "builtin"}
         key = repr(sorted(config.items()))

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from PIL import Image
 
 from engine.errors import EngineError, JobCancelled
-from engine.generation import MAX_SEED, ResolvedParams
-from engine.metering import Admission
-from engine.models import User
-from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
-from engine.prompts import EnhancedPrompt
+from engine.generation.params import MAX_SEED, ResolvedParams
+from engine.billing.metering import Admission
+from engine.data.tables import User
+from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.tools.prompts import EnhancedPrompt
 from engine.service import GenerationResult, ImageEngine
-from engine.worker import Task
+from engine.generation.worker import Task
 
 
 @asynccontextmanager

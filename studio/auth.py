@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from nicegui import app, ui
 
-from engine.db import session_scope
-from engine.models import User
+from engine.data.db import session_scope
+from engine.data.tables import User
 from engine.service import ImageEngine
 
 SESSION_KEY = "user_id"

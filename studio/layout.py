@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from nicegui import app, ui
 
-from engine.models import User
+from engine.data.tables import User
 from studio import auth
 
 NAV = (  # (path, label, icon, admin only)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from nicegui import ui
 
-from engine.catalog import ModelSpec
-from engine.generation import ASPECT_RATIOS
-from engine.pipelines import WeightsState
+from engine.generation.catalog import ModelSpec
+from engine.generation.params import ASPECT_RATIOS
+from engine.generation.pipelines import WeightsState
 from engine.service import ImageEngine
 
 SIZE_NAMES = {"1:1": "Square", "4:3": "Landscape", "3:2": "Landscape", "16:9": "Wide", "21:9": "Cinema",

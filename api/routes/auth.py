@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, ok
 from api.schemas import Envelope
-from engine.accounts import create_access_token
+from engine.accounts.users import create_access_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

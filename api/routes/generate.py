@@ -12,11 +12,11 @@ from api.errors import error_for, validation_details
 from api.responses import error_responses, idempotent, image_payload, metered, ok, respond_with_image, wants_async
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.errors import EngineError, InvalidRequest
-from engine.generation import GenerationParams, ResolvedParams
-from engine.metering import Admission
-from engine.pricing import generation_credits
+from engine.generation.params import GenerationParams, ResolvedParams
+from engine.billing.metering import Admission
+from engine.billing.pricing import generation_credits
 from engine.service import ImageEngine
-from engine.variants import VARIANTS, Variant, apply_variant
+from engine.generation.variants import VARIANTS, Variant, apply_variant
 
 log = logging.getLogger(__name__)
 

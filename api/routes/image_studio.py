@@ -19,12 +19,12 @@ from api.responses import error_responses, idempotent, metered, ok, outbound, re
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
-from engine.catalog import ModelSpec
-from engine.generation import ASPECT_RATIOS, GenerationParams, ResolvedParams, StoredText, size_for_aspect, size_like
-from engine.inputs import InputLimits, parse_image_input
-from engine.metering import Admission
-from engine.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
-from engine.prompts import MAX_TONE_CHARS
+from engine.generation.catalog import ModelSpec
+from engine.generation.params import ASPECT_RATIOS, GenerationParams, ResolvedParams, StoredText, size_for_aspect, size_like
+from engine.generation.inputs import InputLimits, parse_image_input
+from engine.billing.metering import Admission
+from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.tools.prompts import MAX_TONE_CHARS
 from engine.service import ImageEngine
 
 router = APIRouter(tags=["image-studio"])

@@ -12,9 +12,9 @@ from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
 from api.responses import error_responses, generation_info, ok
 from api.schemas import Envelope, GenerationInfo
 from engine.errors import NotFound, Unauthenticated
-from engine.gallery import valid_signature
-from engine.generation import StoredText, read_png_metadata
-from engine.models import ImageRecord
+from engine.storage.gallery import valid_signature
+from engine.generation.params import StoredText, read_png_metadata
+from engine.data.tables import ImageRecord
 
 router = APIRouter(prefix="/images", tags=["images"])
 

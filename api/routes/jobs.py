@@ -9,8 +9,8 @@ from api.deps import CurrentUser, EngineDep, SessionDep
 from api.responses import error_responses, generation_info, hosted_image_url, ok
 from api.schemas import Envelope, ImageLinks
 from engine.errors import NotFound
-from engine.models import Job, JobStatus
-from engine.png import data_url
+from engine.data.tables import Job, JobStatus
+from engine.generation.png import data_url
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

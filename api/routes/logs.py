@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from api.deps import CurrentUser, SessionDep
 from api.responses import error_responses, ok
 from api.schemas import Envelope
-from engine.models import ApiLog
+from engine.data.tables import ApiLog
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 

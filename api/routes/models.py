@@ -4,9 +4,9 @@ from api.deps import EngineDep
 from api.errors import current_request_id
 from api.responses import error_responses
 from api.schemas import Envelope, ModelInfo
-from engine.catalog import ModelSpec
+from engine.generation.catalog import ModelSpec
 from engine.errors import ModelNotFound, NotFound
-from engine.pipelines import WeightsState
+from engine.generation.pipelines import WeightsState
 from engine.service import ImageEngine
 
 router = APIRouter(prefix="/models", tags=["models"])

@@ -13,12 +13,12 @@ from nicegui import ui
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from engine import admin
-from engine.db import session_scope
+from engine.accounts import admin
+from engine.data.db import session_scope
 from engine.errors import EngineError, InvalidRequest
-from engine.models import ImageRecord, Plan, User
-from engine.pipelines import WeightsState
-from engine.prompts import PROVIDERS
+from engine.data.tables import ImageRecord, Plan, User
+from engine.generation.pipelines import WeightsState
+from engine.tools.prompts import PROVIDERS
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import avatar, card, frame

@@ -8,10 +8,10 @@ import math
 from nicegui import ui
 from sqlmodel import col, select
 
-from engine.db import session_scope
+from engine.data.db import session_scope
 from engine.errors import NotFound
-from engine.generation import read_png_metadata
-from engine.models import ImageRecord, User
+from engine.generation.params import read_png_metadata
+from engine.data.tables import ImageRecord, User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame

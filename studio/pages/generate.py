@@ -10,12 +10,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from engine.errors import EngineError, NotFound
-from engine.generation import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
-from engine.inputs import InputLimits, decode_image_bytes
-from engine.models import User
-from engine.png import data_url
-from engine.pricing import BACKGROUND_REMOVAL_CREDITS
-from engine.prompts import DEFAULT_TONE, TONES, build_prompt
+from engine.generation.params import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
+from engine.generation.inputs import InputLimits, decode_image_bytes
+from engine.data.tables import User
+from engine.generation.png import data_url
+from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
+from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from engine.service import GenerationResult, ImageEngine
 from studio import actions, auth
 from studio.layout import card, frame

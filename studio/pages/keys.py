@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from nicegui import ui
 
-from engine.accounts import create_api_key, display_prefix, list_api_keys, revoke_api_key
-from engine.db import session_scope
+from engine.accounts.users import create_api_key, display_prefix, list_api_keys, revoke_api_key
+from engine.data.db import session_scope
 from engine.errors import EngineError
-from engine.models import ApiKey, User
+from engine.data.tables import ApiKey, User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame

@@ -6,8 +6,8 @@ import asyncio
 
 from nicegui import ui
 
-from engine.admin import create_first_admin, needs_first_run
-from engine.db import session_scope
+from engine.accounts.admin import create_first_admin, needs_first_run
+from engine.data.db import session_scope
 from engine.errors import EngineError
 from engine.service import ImageEngine
 from studio import auth

@@ -6,10 +6,10 @@ import asyncio
 
 from nicegui import ui
 
-from engine.accounts import hash_password, verify_password
-from engine.db import session_scope
+from engine.accounts.users import hash_password, verify_password
+from engine.data.db import session_scope
 from engine.errors import EngineError
-from engine.models import User
+from engine.data.tables import User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame

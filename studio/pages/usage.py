@@ -5,8 +5,8 @@ from __future__ import annotations
 from nicegui import ui
 from sqlmodel import col, select
 
-from engine.db import session_scope
-from engine.models import ApiLog, User
+from engine.data.db import session_scope
+from engine.data.tables import ApiLog, User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame

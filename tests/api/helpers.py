@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
-from engine.db import session_scope
-from engine.models import Plan, User, Workspace
+from engine.data.db import session_scope
+from engine.data.tables import Plan, User, Workspace
 
 SMALL = {"width": 256, "height": 256}
 

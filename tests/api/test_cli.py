@@ -48,7 +48,7 @@ def test_models_list_and_pull(settings):
 
 
 def test_db_upgrade_and_current(settings):
-    from engine.schema import head_revision
+    from engine.data.schema import head_revision
 
     env = env_for(settings)
     assert runner.invoke(app, ["db", "current"], env=env).output.strip() == "no schema yet"

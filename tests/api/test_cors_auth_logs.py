@@ -2,7 +2,7 @@ import time
 
 import jwt
 
-from engine.accounts import hash_password
+from engine.accounts.users import hash_password
 from tests.api.helpers import SMALL, set_user
 
 FOREIGN = "https://shop.example.org"

@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from engine.generation import read_png_metadata
+from engine.generation.params import read_png_metadata
 
 
 def decode(data_url: str) -> bytes:
@@ -84,8 +84,8 @@ def test_missing_and_bad_keys_get_401(client, auth, engine):
 
 
 def test_revoked_key_fails_on_the_next_request(client, auth, engine):
-    from engine.accounts import revoke_api_key
-    from engine.db import session_scope
+    from engine.accounts.users import revoke_api_key
+    from engine.data.db import session_scope
 
     assert client.post("/api/v1/generate", json={"prompt": "x", "width": 256, "height": 256},
                        headers=auth).status_code == 200
@@ -131,8 +131,8 @@ def test_bad_json_unknown_and_unavailable_models(client, auth):
 
 def test_generation_records_and_files(client, pro_auth, engine):
 
-    from engine.db import session_scope
-    from engine.models import ImageRecord, Job
+    from engine.data.db import session_scope
+    from engine.data.tables import ImageRecord, Job
 
     data = client.post("/api/v1/generate", json={"prompt": "x", "width": 256, "height": 256},
                        headers=pro_auth).json()

@@ -1,4 +1,4 @@
-from engine.models import User
+from engine.data.tables import User
 from tests.api.helpers import SMALL, set_user
 from tests.conftest import make_user
 
@@ -33,7 +33,7 @@ def test_admin_switch_and_user_preference_turn_storage_off(client, pro_auth, eng
     engine.runtime.set("storage_enabled", True)
     from sqlmodel import select
 
-    from engine.db import session_scope
+    from engine.data.db import session_scope
     with session_scope(engine.db) as session:
         pat = session.exec(select(User).where(User.email == "pat@example.com")).one()
     set_user(engine, pat, preferences={"storage": False})
@@ -82,8 +82,8 @@ def test_list_filter_info_and_delete(client, pro_auth, engine):
 def test_full_storage_quota_falls_back_to_a_data_url(client, pro_auth, engine):
     from sqlmodel import select
 
-    from engine.db import session_scope
-    from engine.models import Plan
+    from engine.data.db import session_scope
+    from engine.data.tables import Plan
     with session_scope(engine.db) as session:
         pro = session.exec(select(Plan).where(Plan.slug == "pro")).one()
         pro.storage_quota_mb = 0

@@ -5,9 +5,9 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlmodel import select
 
-from engine.db import session_scope
-from engine.models import IdempotencyRecord, utcnow
-from engine.idempotency import IDEMPOTENCY_TTL
+from engine.data.db import session_scope
+from engine.data.tables import IdempotencyRecord, utcnow
+from engine.data.idempotency import IDEMPOTENCY_TTL
 from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.generation import GenerationParams
-from engine.pipelines import WeightsState
+from engine.generation.params import GenerationParams
+from engine.generation.pipelines import WeightsState
 from tests.api.helpers import set_plan, set_workspace
 
 SMALL = {"width": 256, "height": 256}

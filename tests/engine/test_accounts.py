@@ -1,10 +1,10 @@
 import pytest
 from sqlmodel import select
 
-from engine.accounts import authenticate_key, create_api_key, create_user, revoke_api_key
-from engine.db import session_scope
+from engine.accounts.users import authenticate_key, create_api_key, create_user, revoke_api_key
+from engine.data.db import session_scope
 from engine.errors import InvalidRequest, Unauthenticated
-from engine.models import ApiKey
+from engine.data.tables import ApiKey
 
 
 def test_key_is_shown_once_and_stored_only_as_a_hash(engine):

@@ -13,7 +13,7 @@ import pooch
 import pytest
 from PIL import Image
 
-from engine.background import MODEL_URLS, BackgroundRemover, build_tiny_rembg_model
+from engine.tools.background import MODEL_URLS, BackgroundRemover, build_tiny_rembg_model
 from engine.errors import InvalidRequest, ModelUnavailable
 
 SIZE = (200, 150)

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from engine.config import Settings
-from engine.generation import GenerationParams
+from engine.generation.params import GenerationParams
 from engine.service import ImageEngine
-from engine.worker import LocalWorker, Task
+from engine.generation.worker import LocalWorker, Task
 from tests.conftest import make_user
 
 

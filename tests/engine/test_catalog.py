@@ -1,7 +1,7 @@
 import pytest
 
-from engine.catalog import BUILTIN_MODELS, Catalog
-from engine.db import init_db, make_engine
+from engine.generation.catalog import BUILTIN_MODELS, Catalog
+from engine.data.db import init_db, make_engine
 from engine.errors import InvalidRequest, ModelNotFound
 
 SEED_SLUGS = {"flux-schnell", "flux-2-klein-9b", "flux-2-klein-4b", "flux-2-dev", "flux-2-pro", "stable-diffusion",

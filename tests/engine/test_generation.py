@@ -2,9 +2,9 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from engine.catalog import BUILTIN_MODELS
+from engine.generation.catalog import BUILTIN_MODELS
 from engine.errors import InvalidRequest, ModelUnavailable
-from engine.generation import GenerationParams, check_inputs, encode_png, read_png_metadata
+from engine.generation.params import GenerationParams, check_inputs, encode_png, read_png_metadata
 
 SPECS = {spec.slug: spec for spec in BUILTIN_MODELS}
 
@@ -90,7 +90,7 @@ def test_png_carries_the_parameters():
 
 
 def test_aspect_ratios_keep_the_native_area_within_limits():
-    from engine.generation import size_for_aspect
+    from engine.generation.params import size_for_aspect
 
     assert size_for_aspect(SPECS["flux-schnell"], "1:1") == (1024, 1024)
     assert size_for_aspect(SPECS["flux-schnell"], "16:9") == (1024, 576)  # long side capped at the maximum

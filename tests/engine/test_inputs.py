@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
-from engine.inputs import InputLimits, SafeFetcher, decode_image_bytes, is_public_address, parse_image_input
+from engine.generation.inputs import InputLimits, SafeFetcher, decode_image_bytes, is_public_address, parse_image_input
 
 LIMITS = InputLimits()
 PUBLIC_IP = "93.184.216.34"

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from engine.leases import ProcessIdentity
+from engine.data.leases import ProcessIdentity
 
 
 def test_a_killed_process_is_seen_dead_and_a_live_one_alive(tmp_path):
@@ -13,7 +13,7 @@ def test_a_killed_process_is_seen_dead_and_a_live_one_alive(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from engine.leases import ProcessIdentity
+        from engine.data.leases import ProcessIdentity
         peer = ProcessIdentity(Path({str(tmp_path)!r}))
         print(peer.id, flush=True)
         time.sleep(60)
@@ -34,9 +34,9 @@ def test_a_killed_process_is_seen_dead_and_a_live_one_alive(tmp_path):
 def test_recovery_fails_only_jobs_nobody_vouches_for(engine, monkeypatch):
     from datetime import timedelta
 
-    from engine.db import session_scope
-    from engine.leases import LEASE
-    from engine.models import Job, JobStatus, utcnow
+    from engine.data.db import session_scope
+    from engine.data.leases import LEASE
+    from engine.data.tables import Job, JobStatus, utcnow
 
     now = utcnow()
     jobs = {"legacy": Job(process_id=None), "expired": Job(process_id="proc_gone", lease_expires_at=now - LEASE),

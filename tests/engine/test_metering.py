@@ -3,12 +3,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.accounts import create_user
-from engine.db import session_scope
+from engine.accounts.users import create_user
+from engine.data.db import session_scope
 from engine.errors import Forbidden, InsufficientCredits, RateLimited
-from engine.leases import LEASE
-from engine.metering import window_periods
-from engine.models import Plan, Workspace
+from engine.data.leases import LEASE
+from engine.billing.metering import window_periods
+from engine.data.tables import Plan, Workspace
 
 
 def make_plan(engine, **limits) -> str:

@@ -1,9 +1,9 @@
 import pytest
 
-from engine.catalog import Catalog
-from engine.db import init_db, make_engine
+from engine.generation.catalog import Catalog
+from engine.data.db import init_db, make_engine
 from engine.errors import ModelUnavailable
-from engine.pipelines import PipelineManager, WeightsState
+from engine.generation.pipelines import PipelineManager, WeightsState
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import png
+from engine.generation import png
 
 
 def random_pixels(*shape: int) -> np.ndarray:

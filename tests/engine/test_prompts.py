@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from engine.errors import InvalidRequest
-from engine.prompts import (
+from engine.tools.prompts import (
     MAX_ENHANCED_CHARS,
     TONES,
     EnhancedPrompt,

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from engine.db import session_scope
-from engine.models import IdempotencyRecord, utcnow
-from engine.results import ResultCache
-from engine.idempotency import IDEMPOTENCY_TTL
-from engine.storage import StorageError
+from engine.data.db import session_scope
+from engine.data.tables import IdempotencyRecord, utcnow
+from engine.storage.results import ResultCache
+from engine.data.idempotency import IDEMPOTENCY_TTL
+from engine.storage.files import StorageError
 
 
 def test_put_get_expire_and_purge(tmp_path):

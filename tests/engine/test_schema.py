@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from engine.db import make_engine, session_scope
-from engine.schema import BASELINE, current_revision, head_revision, upgrade
+from engine.data.db import make_engine, session_scope
+from engine.data.schema import BASELINE, current_revision, head_revision, upgrade
 from tests.support import fresh_postgres_url
 
 pytestmark = pytest.mark.sqlite_pass_only  # it picks its databases itself: once is enough
@@ -68,7 +68,7 @@ def test_an_upgrade_from_the_baseline_keeps_every_row(database_url):
 
 def test_a_database_made_before_migrations_is_adopted(database_url, settings):
     """Tables from create_all of an early version, without workspace.credits_month nor a version: adopted."""
-    from engine.accounts import create_user
+    from engine.accounts.users import create_user
     from engine.service import ImageEngine
 
     db = make_engine(database_url)

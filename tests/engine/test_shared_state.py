@@ -2,10 +2,10 @@
 
 import threading
 
-from engine import admin
-from engine.db import session_scope
+from engine.accounts import admin
+from engine.data.db import session_scope
 from engine.errors import Conflict
-from engine.models import Plan, User
+from engine.data.tables import Plan, User
 from engine.runtime_settings import shared_secret_key
 from engine.service import ImageEngine
 
@@ -70,7 +70,7 @@ def test_postgres_deadlocks_and_lock_timeouts_are_a_retryable_busy_database():
 
     from sqlalchemy.exc import OperationalError
 
-    from engine.db import is_busy
+    from engine.data.db import is_busy
 
     for sqlstate, busy in (("40P01", True), ("40001", True), ("55P03", True), ("42P01", False)):
         assert is_busy(OperationalError("SELECT 1", {}, SimpleNamespace(sqlstate=sqlstate))) is busy

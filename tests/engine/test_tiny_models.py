@@ -4,7 +4,7 @@ import torch
 from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import load_file
 
-from engine.tiny_models import TINY_MODEL_SLUGS, build_clip_tokenizer, ensure_tiny_model
+from engine.generation.tiny_models import TINY_MODEL_SLUGS, build_clip_tokenizer, ensure_tiny_model
 
 
 def test_tiny_models_are_saved_as_diffusers_folders(models_dir):

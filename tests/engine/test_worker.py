@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from engine.errors import JobCancelled, QueueFull
-from engine.worker import LocalWorker, Task
+from engine.generation.worker import LocalWorker, Task
 
 
 def test_owners_are_served_in_turn():
@@ -68,9 +68,9 @@ def test_queue_is_bounded():
 
 
 def test_cancelled_job_is_recorded_and_its_callbacks_run_outside_the_lock(engine):
-    from engine.db import session_scope
-    from engine.generation import GenerationParams
-    from engine.models import Job
+    from engine.data.db import session_scope
+    from engine.generation.params import GenerationParams
+    from engine.data.tables import Job
     from tests.conftest import make_user
 
     user, _ = make_user(engine, "q@example.com")

@@ -5,8 +5,8 @@ allowed cross-origin, and studio paths send no CORS headers at all."""
 import httpx
 import pytest
 
-from engine.accounts import hash_password
-from engine.generation import GenerationParams
+from engine.accounts.users import hash_password
+from engine.generation.params import GenerationParams
 from tests.api.helpers import SMALL, set_plan, set_user, set_workspace
 from tests.conftest import make_user
 from tests.studio.conftest import (  # noqa: F401  (fixtures of the studio's simulated browser)

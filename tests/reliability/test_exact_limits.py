@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from engine.db import session_scope
+from engine.data.db import session_scope
 from engine.errors import RateLimited
-from engine.models import ApiLog
-from engine.worker import Task
+from engine.data.tables import ApiLog
+from engine.generation.worker import Task
 from tests.api.helpers import SMALL, set_plan, set_workspace
 
 PARALLEL = 40

@@ -19,8 +19,8 @@ from PIL import Image
 
 import api.routes.image_studio
 from api.app import create_app
-from engine.inputs import InputLimits
-from engine.prompts import MAX_PROMPT_CHARS
+from engine.generation.inputs import InputLimits
+from engine.tools.prompts import MAX_PROMPT_CHARS
 from tests.api.helpers import SMALL, set_plan, set_workspace
 
 

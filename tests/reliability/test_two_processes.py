@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from engine.accounts import hash_password
-from engine.db import make_engine, session_scope
-from engine.models import User
+from engine.accounts.users import hash_password
+from engine.data.db import make_engine, session_scope
+from engine.data.tables import User
 from tests.api.helpers import SMALL, set_plan, set_user, set_workspace
 from tests.server_process import Server, create_key, server_env
 from tests.support import fresh_postgres_url

@@ -21,9 +21,9 @@ from nicegui.testing.general import nicegui_reset_globals
 from nicegui.testing.user import User
 
 from api.app import create_app
-from engine import accounts
-from engine.admin import create_account, create_first_admin
-from engine.db import session_scope
+from engine.accounts import users as accounts
+from engine.accounts.admin import create_account, create_first_admin
+from engine.data.db import session_scope
 
 ADMIN_EMAIL, USER_EMAIL, PASSWORD = "ada@example.com", "bob@example.com", "correct horse battery"
 

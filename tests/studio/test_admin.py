@@ -3,9 +3,9 @@
 import pytest
 from sqlmodel import select
 
-from engine.accounts import authenticate_password, create_api_key
-from engine.db import session_scope
-from engine.models import Plan, User, Workspace
+from engine.accounts.users import authenticate_password, create_api_key
+from engine.data.db import session_scope
+from engine.data.tables import Plan, User, Workspace
 from tests.api.helpers import set_user
 from tests.studio.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, eventually, set_value, sign_in
 

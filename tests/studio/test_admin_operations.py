@@ -1,13 +1,13 @@
-"""engine/admin.py: first run, accounts, workspaces and plans (no UI)."""
+"""engine/accounts/admin.py: first run, accounts, workspaces and plans (no UI)."""
 
 import pytest
 from sqlmodel import select
 
-from engine import admin
-from engine.accounts import create_user
-from engine.db import session_scope
+from engine.accounts import admin
+from engine.accounts.users import create_user
+from engine.data.db import session_scope
 from engine.errors import Conflict, InvalidRequest, NotFound
-from engine.models import Plan, User
+from engine.data.tables import Plan, User
 
 PASSWORD = "correct horse battery"
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine.db import session_scope
-from engine.generation import GenerationParams
-from engine.models import ImageRecord
+from engine.data.db import session_scope
+from engine.generation.params import GenerationParams
+from engine.data.tables import ImageRecord
 from tests.studio.conftest import ADMIN_EMAIL, USER_EMAIL, count, eventually, set_value, sign_in
 
 pytestmark = pytest.mark.anyio
@@ -98,7 +98,7 @@ async def test_image_routes_need_a_session(user, engine, admin_account):
 
 
 async def test_a_plan_without_storage_explains_the_empty_gallery(user, engine, admin_account):
-    from engine.admin import create_account
+    from engine.accounts.admin import create_account
 
     with session_scope(engine.db) as session:
         create_account(session, "free@example.com", "correct horse battery", plan_slug="free")

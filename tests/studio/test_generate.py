@@ -3,9 +3,9 @@
 import pytest
 from sqlmodel import select
 
-from engine.admin import set_suspended
-from engine.db import session_scope
-from engine.models import ImageRecord, Workspace
+from engine.accounts.admin import set_suspended
+from engine.data.db import session_scope
+from engine.data.tables import ImageRecord, Workspace
 from studio.actions import seeds_for
 from tests.studio.conftest import USER_EMAIL, count, eventually, set_value, sign_in, value_of
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.accounts import list_api_keys
-from engine.db import session_scope
+from engine.accounts.users import list_api_keys
+from engine.data.db import session_scope
 from tests.studio.conftest import USER_EMAIL, sign_in, value_of
 
 pytestmark = pytest.mark.anyio

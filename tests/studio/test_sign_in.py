@@ -3,10 +3,10 @@
 import pytest
 from sqlmodel import select
 
-from engine.accounts import create_user
-from engine.admin import set_user_active
-from engine.db import session_scope
-from engine.models import Plan, User, Workspace
+from engine.accounts.users import create_user
+from engine.accounts.admin import set_user_active
+from engine.data.db import session_scope
+from engine.data.tables import Plan, User, Workspace
 from studio.auth import safe_next
 from tests.studio.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, eventually, sign_in, value_of
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from engine.accounts import authenticate_password, create_api_key
-from engine.db import session_scope
-from engine.models import User
+from engine.accounts.users import authenticate_password, create_api_key
+from engine.data.db import session_scope
+from engine.data.tables import User
 from tests.studio.conftest import PASSWORD, USER_EMAIL, set_value, sign_in, value_of
 
 pytestmark = pytest.mark.anyio

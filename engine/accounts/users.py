@@ -10,10 +10,10 @@ import string
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from engine.db import insert_if_absent
+from engine.data.db import insert_if_absent
 
 from engine.errors import InvalidRequest, NotFound, Unauthenticated
-from engine.models import ApiKey, Plan, User, Workspace, utcnow
+from engine.data.tables import ApiKey, Plan, User, Workspace, utcnow
 
 KEY_PREFIX = "sk_live_"
 _LOOKUP_LEN = 8  # characters after sk_live_ that find the row; shown to users as the key's prefix

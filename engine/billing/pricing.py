@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.catalog import ModelSpec
+from engine.generation.catalog import ModelSpec
 
 # slug -> (credits up to 512x512 pixels, credits above that, up to 1024x1024)
 GENERATION_CREDITS: dict[str, tuple[int, int]] = {

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from engine.db import read_scope, session_scope
+from engine.data.db import read_scope, session_scope
 
 from engine.errors import InvalidRequest, ModelNotFound
-from engine.models import CustomModel
+from engine.data.tables import CustomModel
 
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

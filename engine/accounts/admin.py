@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from engine.accounts import create_user, hash_password, normalize_email
-from engine.db import serialize
+from engine.accounts.users import create_user, hash_password, normalize_email
+from engine.data.db import serialize
 from engine.errors import Conflict, InvalidRequest, NotFound
-from engine.models import ImageRecord, Plan, User, Workspace
+from engine.data.tables import ImageRecord, Plan, User, Workspace
 
 FIRST_ADMIN_PLAN = "studio"  # the owner of the box gets the biggest built-in plan
 _PLAN_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

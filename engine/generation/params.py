@@ -16,8 +16,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from engine import png
-from engine.catalog import ModelSpec
+from engine.generation import png
+from engine.generation.catalog import ModelSpec
 from engine.errors import InvalidRequest, ModelUnavailable
 
 MAX_SEED = 2**32 - 1

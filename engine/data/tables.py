@@ -126,7 +126,7 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    # The process that runs it and until when it vouches for it (engine/leases.py); null: no live owner.
+    # The process that runs it and until when it vouches for it (engine/data/leases.py); null: no live owner.
     process_id: str | None = Field(default=None, index=True)
     lease_expires_at: datetime | None = None
 
@@ -203,13 +203,13 @@ class PendingCharge(SQLModel, table=True):
     credits: int
     periods: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
-    # A live charge is also a concurrency slot: the process that holds it, until when (engine/leases.py).
+    # A live charge is also a concurrency slot: the process that holds it, until when (engine/data/leases.py).
     process_id: str | None = Field(default=None, index=True)
     lease_expires_at: datetime | None = Field(default=None, index=True)
 
 
 class SignInAttempt(SQLModel, table=True):
-    """One password sign-in attempt, counted per email and per address (engine/throttle.py), in the database so
+    """One password sign-in attempt, counted per email and per address (engine/accounts/throttle.py), in the database so
     that every process counts the same attempts."""
 
     id: int | None = Field(default=None, primary_key=True)

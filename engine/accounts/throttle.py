@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import delete, select
 
-from engine.db import serialize, session_scope
+from engine.data.db import serialize, session_scope
 from engine.errors import RateLimited
-from engine.models import SignInAttempt, utcnow
+from engine.data.tables import SignInAttempt, utcnow
 
 
 class LoginThrottle:

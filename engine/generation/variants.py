@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.catalog import ModelSpec
-from engine.generation import GenerationParams
+from engine.generation.catalog import ModelSpec
+from engine.generation.params import GenerationParams
 
 
 @dataclass(frozen=True)

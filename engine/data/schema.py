@@ -1,4 +1,4 @@
-"""The database schema: Alembic migrations (engine/migrations), applied at start-up and by `imagestudio db upgrade`.
+"""The database schema: Alembic migrations (engine/data/migrations), applied at start-up and by `imagestudio db upgrade`.
 
 One process migrates at a time: on PostgreSQL under an advisory lock, on SQLite under the write lock that every
 transaction takes. A database made before migrations existed (tables from ``create_all``, no version) simply

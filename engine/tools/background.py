@@ -46,7 +46,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from engine import png
+from engine.generation import png
 from engine.errors import InvalidRequest, ModelUnavailable
 
 _RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"

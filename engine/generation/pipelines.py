@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from engine.catalog import Catalog, ModelSpec
+from engine.generation.catalog import Catalog, ModelSpec
 from engine.errors import ModelUnavailable
-from engine.tiny_models import ensure_tiny_model
+from engine.generation.tiny_models import ensure_tiny_model
 
 log = logging.getLogger(__name__)
 

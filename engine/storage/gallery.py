@@ -9,10 +9,10 @@ import time
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from engine.db import read_scope, session_scope
+from engine.data.db import read_scope, session_scope
 from engine.errors import NotFound
-from engine.models import ImageRecord
-from engine.storage import ImageStore
+from engine.data.tables import ImageRecord
+from engine.storage.files import ImageStore
 
 
 class Gallery:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
-from engine import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from engine.data import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from engine.errors import DatabaseBusy
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -57,8 +57,8 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engi
 
 
 def init_db(engine: Engine) -> None:
-    """The schema at its newest revision (Alembic migrations; see engine/schema.py)."""
-    from engine.schema import upgrade
+    """The schema at its newest revision (Alembic migrations; see engine/data/schema.py)."""
+    from engine.data.schema import upgrade
 
     upgrade(engine)
 

@@ -12,7 +12,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from engine.storage import StorageError, write_atomically
+from engine.storage.files import StorageError, write_atomically
 
 
 class ResultCache:

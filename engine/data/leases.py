@@ -13,7 +13,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from engine.models import new_id
+from engine.data.tables import new_id
 
 try:
     import fcntl

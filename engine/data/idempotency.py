@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlmodel import delete
 
-from engine.db import insert_if_absent, session_scope
-from engine.models import IdempotencyRecord, utcnow
+from engine.data.db import insert_if_absent, session_scope
+from engine.data.tables import IdempotencyRecord, utcnow
 
 IDEMPOTENCY_TTL = timedelta(hours=24)  # as long as a retried request is still the same request (Stripe's too)
 

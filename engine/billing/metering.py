@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, text, update
 from sqlmodel import select
 
-from engine.db import read_scope, session_scope
+from engine.data.db import read_scope, session_scope
 from engine.errors import EngineError, Forbidden, InsufficientCredits, RateLimited
-from engine.leases import LEASE
-from engine.models import PendingCharge, Plan, UsageCounter, Workspace
+from engine.data.leases import LEASE
+from engine.data.tables import PendingCharge, Plan, UsageCounter, Workspace
 
 WINDOWS = ("minute", "day", "month")
 PROMPT_TOOLS_WINDOW = "prompt_tools"  # its own per-minute counter, outside the request windows
@@ -106,7 +106,7 @@ def rate_limit_headers(plan: Plan, limit: int, remaining: int, reset: int) -> di
 
 
 class Meter:
-    """``process_id`` owns the charges (and so the concurrency slots) this meter takes; see engine/leases.py."""
+    """``process_id`` owns the charges (and so the concurrency slots) this meter takes; see engine/data/leases.py."""
 
     def __init__(self, db, process_id: str = "local"):
         self._db = db

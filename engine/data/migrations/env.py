@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from engine import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from engine.data import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=SQLModel.metadata, compare_type=True,

@@ -1,0 +1,1 @@
+"""Accounts: users, workspaces, plans and API keys; admin operations; the sign-in throttle."""

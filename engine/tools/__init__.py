@@ -1,0 +1,1 @@
+"""Tools beside generation: prompt building and enhancing, background removal."""
