@@ -7,7 +7,6 @@ import re
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from sqlmodel import select
 
 from api.errors import RequestContextMiddleware, error_response, install_error_handlers
 from api.responses import ok
@@ -15,8 +14,6 @@ from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
 from api.routes import api_router
 from engine import __version__
 from engine.config import Settings
-from engine.data.db import session_scope
-from engine.data.tables import ApiKey
 from engine.service import ImageEngine
 
 log = logging.getLogger(__name__)
@@ -42,7 +39,7 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     install_error_handlers(app)
     # Outermost last: CORS headers go on every API response, errors from the request context included.
     app.add_middleware(HeadAsGet)
-    app.add_middleware(ApiLogMiddleware, db=engine.db)
+    app.add_middleware(ApiLogMiddleware, request_log=engine.request_log)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(PublicApiCors, runtime=engine.runtime)
     app.include_router(api_router)
@@ -81,7 +78,5 @@ def _add_api_fallback(app: FastAPI) -> None:
 
 
 def _hint_first_key(engine: ImageEngine) -> None:
-    with session_scope(engine.db) as session:
-        has_key = session.exec(select(ApiKey).limit(1)).first() is not None
-    if not has_key:
+    if not engine.accounts.has_api_keys():
         log.warning("No API keys yet. Create the first admin key with:  imagestudio keys create --admin")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlmodel import select
 
 from engine.config import Settings
 
@@ -68,33 +67,21 @@ def generate(prompt: str,
 
 
 def _cli_user(engine):
-    from engine.accounts.users import create_user
-    from engine.data.db import session_scope
-    from engine.data.tables import User
-
-    with session_scope(engine.db) as session:
-        user = session.exec(select(User).where(User.email == "cli@localhost")).first()
-        return user or create_user(session, "cli@localhost", name="Command line")
+    return engine.accounts.user_by_email("cli@localhost", create_name="Command line")
 
 
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Option(help="A label for the key")] = "default",
                 email: Annotated[str, typer.Option(help="Owner; created if new")] = "admin@localhost",
                 admin: Annotated[bool, typer.Option(help="Make a new owner an admin")] = False,
-                plan: Annotated[str, typer.Option(help="Plan of a new owner's workspace")] = "free") -> None:
+                plan: Annotated[str | None, typer.Option(
+                    help="Plan of a new owner's workspace (default: free; the box's first admin: studio)")] = None,
+                ) -> None:
     """Create an API key (the full key is shown only now). Until an admin exists, a new owner is one."""
-    from engine.accounts.users import create_api_key, create_user, display_prefix, normalize_email
-    from engine.data.db import session_scope
-    from engine.data.tables import User
+    from engine.accounts.users import display_prefix
 
     engine = _engine()
-    with session_scope(engine.db) as session:
-        user = session.exec(select(User).where(User.email == normalize_email(email))).first()
-        if user is None:
-            no_admin_yet = session.exec(select(User).where(User.is_admin)).first() is None
-            user = create_user(session, email, name=email.split("@")[0], is_admin=admin or no_admin_yet,
-                               plan_slug=plan)
-        key, full_key = create_api_key(session, user, name)
+    user, key, full_key = engine.accounts.key_for_owner(email, name, admin_if_new=admin, plan_slug=plan)
     typer.echo(f"Created key {display_prefix(key)} for {user.email}{' (admin)' if user.is_admin else ''}.")
     typer.echo("Store it now; it is not shown again:\n")
     typer.echo(full_key)
@@ -103,14 +90,10 @@ def keys_create(name: Annotated[str, typer.Option(help="A label for the key")] =
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys by prefix with their owner, creation and last use."""
-    from engine.accounts.users import display_prefix, list_api_keys
-    from engine.data.db import session_scope
-    from engine.data.tables import User
+    from engine.accounts.users import display_prefix
 
     engine = _engine()
-    with session_scope(engine.db) as session:
-        keys = list_api_keys(session)
-        emails = {u.id: u.email for u in session.exec(select(User)).all()}
+    keys, emails = engine.accounts.api_keys(), engine.accounts.emails()
     if not keys:
         typer.echo("No keys yet: imagestudio keys create --admin")
     for key in keys:
@@ -123,17 +106,15 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key prefix (sk_live_abcd1234) or id")]) -> None:
     """Revoke a key; it fails on the very next request."""
-    from engine.accounts.users import display_prefix, revoke_api_key
-    from engine.data.db import session_scope
+    from engine.accounts.users import display_prefix
     from engine.errors import NotFound
 
     engine = _engine()
-    with session_scope(engine.db) as session:
-        try:
-            revoked = revoke_api_key(session, key)
-        except NotFound as exc:
-            typer.echo(exc.message, err=True)
-            raise typer.Exit(1) from exc
+    try:
+        revoked = engine.accounts.revoke_api_key(key)
+    except NotFound as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
     typer.echo(f"Revoked {display_prefix(revoked)}")
 
 
@@ -209,26 +190,22 @@ def models_add(slug: str, source: Annotated[str, typer.Argument(help="Hub repo i
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
     """Migrate the database (IMAGESTUDIO_DATABASE_URL, or SQLite in the data dir) to the newest schema."""
-    from engine.data.db import make_engine
-    from engine.data.schema import current_revision, upgrade
+    from engine.data.schema import upgrade_database
 
     settings = Settings()
     settings.ensure_dirs()
-    db = make_engine(settings.db_url)
-    before = current_revision(db)
-    after = upgrade(db, revision)
+    before, after = upgrade_database(settings.db_url, revision)
     typer.echo(f"database at revision {after}" + (f" (was {before})" if before != after else " (no change)"))
 
 
 @db_app.command("current")
 def db_current() -> None:
     """The database's schema revision."""
-    from engine.data.db import make_engine
-    from engine.data.schema import current_revision
+    from engine.data.schema import database_revision
 
     settings = Settings()
     settings.ensure_dirs()
-    typer.echo(current_revision(make_engine(settings.db_url)) or "no schema yet")
+    typer.echo(database_revision(settings.db_url) or "no schema yet")
 
 
 if __name__ == "__main__":

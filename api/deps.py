@@ -1,16 +1,13 @@
-"""Shared route dependencies: the engine, a database session, the calling user and account."""
+"""Shared route dependencies: the engine, the calling user and account (routes never open database sessions)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session
 
-from engine.data.db import session_scope
 from engine.errors import Forbidden, Unauthenticated
 from engine.data.tables import Plan, User, Workspace
 from engine.service import ImageEngine
@@ -22,13 +19,6 @@ def get_engine(request: Request) -> ImageEngine:
 
 EngineDep = Annotated[ImageEngine, Depends(get_engine)]
 
-
-def get_session(engine: EngineDep) -> Iterator[Session]:
-    with session_scope(engine.db) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key (`sk_live_…`) or a session token from "
                                                          "`POST /api/v1/auth/login`")

@@ -7,7 +7,6 @@ import logging
 import time
 
 from api.errors import request_id_for
-from engine.data.db import session_scope
 from engine.data.tables import ApiLog
 
 log = logging.getLogger(__name__)
@@ -70,9 +69,9 @@ class PublicApiCors:
 class ApiLogMiddleware:
     """Records every /api request (time, key prefix, endpoint, status, duration, request id, credits)."""
 
-    def __init__(self, app, db):
+    def __init__(self, app, request_log):
         self.app = app
-        self.db = db
+        self.request_log = request_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX) or scope["method"] == "OPTIONS":
@@ -95,15 +94,7 @@ class ApiLogMiddleware:
                            endpoint=scope["path"][:200], status=status,
                            duration_ms=int((time.perf_counter() - started) * 1000),
                            request_id=state.get("request_id", ""), credits=state.get("credits", 0))
-            await asyncio.to_thread(self._write, entry)
-
-    def _write(self, entry: ApiLog) -> None:
-        try:
-            with session_scope(self.db) as session:
-                session.add(entry)
-                session.commit()
-        except Exception:  # a lost log line must never fail the request it describes
-            log.exception("could not write the API log")
+            await asyncio.to_thread(self.request_log.write, entry)
 
 
 class HeadAsGet:

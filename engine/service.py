@@ -17,6 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy import and_, or_, update
 from sqlmodel import select
 
+from engine.accounts.admin import Administration
+from engine.accounts.directory import Accounts
 from engine.accounts.users import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
                              plan_for, record_key_use, user_from_access_token)
 from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
@@ -26,10 +28,11 @@ from engine.generation.device import device_memory_bytes, resolve_device, resolv
 from engine.errors import DatabaseBusy, EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
 from engine.storage.gallery import Gallery
 from engine.generation.params import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
-                               run_pipeline, supports_preview)
+                                      run_pipeline, steps_for_edit, supports_preview)
 from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.billing.metering import Meter
 from engine.data.idempotency import IdempotencyStore
+from engine.data.request_log import RequestLog
 from engine.data.tables import ImageRecord, Job, JobStatus, User, new_id, utcnow
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.storage.results import ResultCache
@@ -73,6 +76,10 @@ class GenerationJob:
     params: ResolvedParams
     store: bool
     kind: str = "generate"
+    # The admission this image is billed to, and its price: the image is made final in the transaction that
+    # records it (Meter.deliver). None: not metered (the CLI, tests).
+    charge_id: str | None = None
+    cost: int = 0
 
     def png_extra(self) -> dict | None:
         return {"kind": self.kind} if self.kind != "generate" else None
@@ -110,6 +117,9 @@ class ImageEngine:
         self.store = ImageStore(settings.images_dir, owner=self.identity.id)
         self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
         self.gallery = Gallery(self.db, self.store)
+        self.accounts = Accounts(self.db)
+        self.admin = Administration(self.db)
+        self.request_log = RequestLog(self.db)
         self.runtime = RuntimeSettings(self.db, settings)
         self.secret_key = shared_secret_key(self.db, settings)
         for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
@@ -261,14 +271,20 @@ class ImageEngine:
 
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
                           kind: str = "generate", init_image: Image.Image | None = None,
-                          strength: float = 0.6) -> Task:
+                          strength: float = 0.6, charge_id: str | None = None, cost: int = 0) -> Task:
         """Validate now (errors raise here), then queue; the task's future gives a GenerationResult.
 
         Text-to-image requests may be batched with compatible ones; edits run alone.
         """
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
+        if init_image is not None and self.catalog.get(resolved.model).edit_uses_strength:
+            steps = steps_for_edit(resolved.steps, strength)
+            if steps != resolved.steps:
+                resolved = dataclasses.replace(resolved, steps=steps, warnings=resolved.warnings + (
+                    f"num_inference_steps raised from {resolved.steps} to {steps}: at strength {strength:g} an edit "
+                    f"runs int(steps × strength) denoising steps, and fewer than one would change nothing",))
         job = GenerationJob(user=user, params=resolved, store=self.settings.storage_enabled if store is None else store,
-                            kind=kind)
+                            kind=kind, charge_id=charge_id, cost=cost)
         if init_image is not None:
             return self._submit(user, kind, resolved.as_dict(),
                                 run=lambda task: self._run_edit(task, job, init_image, strength))
@@ -310,6 +326,19 @@ class ImageEngine:
         self.login_throttle.succeeded(email, address, stamp)
         return user
 
+    def job(self, job_id: str, user_id: str) -> Job:
+        """The job ``job_id`` of ``user_id``; another user's job is indistinguishable from a missing one."""
+        with read_scope(self.db) as session:
+            job = session.get(Job, job_id)
+        if job is None or job.user_id != user_id:
+            raise NotFound(f"no job '{job_id}'")
+        return job
+
+    def job_progress(self, job_id: str) -> tuple[int, int] | None:
+        """(step, total) of a job running in this process, else None."""
+        task = self.worker.get(job_id)
+        return (task.step, task.total) if task is not None else None
+
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a queued job at once (recorded as cancelled) or a running one at its next step."""
         if not self.worker.cancel(job_id):
@@ -324,7 +353,7 @@ class ImageEngine:
         return self.submit_generation(user, params, **kwargs).future.result()
 
     def submit_background_removal(self, user: User, image: Image.Image, *, prompt: str = "",
-                                  store: bool | None = None) -> Task:
+                                  store: bool | None = None, charge_id: str | None = None, cost: int = 0) -> Task:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
         remover = self.background_remover()
         remover.load()  # a missing model file fails now, before anything is queued or charged
@@ -332,7 +361,8 @@ class ImageEngine:
                                 model=f"rembg:{remover.model_name}", width=image.width, height=image.height,
                                 steps=0, guidance_scale=0.0, seed=0)
         job = GenerationJob(user=user, params=params, kind="remove_background",
-                            store=self.settings.storage_enabled if store is None else store)
+                            store=self.settings.storage_enabled if store is None else store,
+                            charge_id=charge_id, cost=cost)
 
         def run(task: Task) -> GenerationResult:
             self._mark_running(task)
@@ -461,8 +491,11 @@ class ImageEngine:
             duration_ms=duration_ms, created_at=now,
         )
         try:
-            # The record and the job's success in one transaction: both or neither.
+            # The record, the job's success and the bill in one transaction: all or nothing.
             with session_scope(self.db) as session:
+                if job.charge_id and not Meter.deliver(session, job.charge_id, job.cost):
+                    log.warning("job %s delivered an image whose charge %s was already settled", task.id,
+                                job.charge_id)
                 session.add(record)
                 row = session.get(Job, task.id)
                 row.status, row.image_id, row.finished_at, row.result = (JobStatus.SUCCEEDED, image_id, now,

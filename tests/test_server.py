@@ -28,5 +28,10 @@ def test_one_process_serves_studio_api_and_docs(server):
     # The README's curl example, with a tiny model.
     response = httpx.post(f"{base}/api/v1/generate", timeout=60, headers={"Authorization": f"Bearer {key}"},
                           json={"prompt": "a lighthouse at dusk", "model": "tiny-sd", "width": 256, "height": 256})
-    assert response.status_code == 200 and response.json()["data"]["image"].startswith("data:image/png;base64,")
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    # The box's first owner is its admin on the Studio plan: the image is stored and linked, not inlined.
+    assert data["storage"]["plan_slug"] == "studio" and data["storage"]["stored"] is True
+    assert data["image"].startswith(f"{base}/api/v1/images/{data['id']}")
+    assert httpx.get(data["image"]).content.startswith(b"\x89PNG")
     assert httpx.get(f"{base}/api/v1/nope").json()["error"]["code"] == "not_found"

@@ -5,11 +5,10 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, EngineDep, SessionDep
+from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, generation_info, hosted_image_url, ok
 from api.schemas import Envelope, ImageLinks
-from engine.errors import NotFound
-from engine.data.tables import Job, JobStatus
+from engine.data.tables import JobStatus
 from engine.generation.png import data_url
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -44,22 +43,15 @@ class CancelData(BaseModel):
     cancelling: bool
 
 
-def _own_job(session, job_id: str, user_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.user_id != user_id:
-        raise NotFound(f"no job '{job_id}'")
-    return job
-
-
 @router.get("/{job_id}", response_model=Envelope[JobData], responses=error_responses(401, 404))
-def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep, session: SessionDep):
+def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep):
     """`queued`, `running` (with `progress`), `succeeded` (with `result`), `failed` (with `error`) or `cancelled`."""
-    job = _own_job(session, job_id, user.id)
+    job = engine.job(job_id, user.id)
     data = {"job_id": job.id, "status": job.status, "kind": job.kind, "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error, "result": None}
-    task = engine.worker.get(job.id)
-    if task is not None and job.status == JobStatus.RUNNING:
-        data["progress"] = {"step": task.step, "total": task.total}
+    progress = engine.job_progress(job.id)
+    if progress is not None and job.status == JobStatus.RUNNING:
+        data["progress"] = {"step": progress[0], "total": progress[1]}
     if job.status == JobStatus.SUCCEEDED and job.result:
         result, params = job.result, job.result["params"]
         if result["stored"]:
@@ -74,9 +66,9 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
 
 
 @router.delete("/{job_id}", response_model=Envelope[CancelData], responses=error_responses(401, 404))
-def cancel_job(job_id: str, user: CurrentUser, engine: EngineDep, session: SessionDep):
-    """Cancel a queued job at once, or a running one at its next step."""
-    job = _own_job(session, job_id, user.id)
-    return ok({"job_id": job.id, "cancelling": engine.worker.cancel(job.id)})
+def cancel_job(job_id: str, user: CurrentUser, engine: EngineDep):
+    """Cancel a queued job at once (recorded as cancelled, its charge refunded), or a running one at its next step."""
+    job = engine.job(job_id, user.id)
+    return ok({"job_id": job.id, "cancelling": engine.cancel_job(job.id)})
 
 

@@ -6,9 +6,8 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlmodel import col, select
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, ok
 from api.schemas import Envelope
 from engine.data.tables import ApiLog
@@ -33,8 +32,7 @@ class LogList(BaseModel):
 
 
 @router.get("", response_model=Envelope[LogList], responses=error_responses(401))
-def list_logs(user: CurrentUser, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50):
+def list_logs(user: CurrentUser, engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50):
     """Time, key prefix, endpoint, status, duration, request id and credits of your latest requests."""
-    rows = session.exec(select(ApiLog).where(ApiLog.user_id == user.id)
-                        .order_by(col(ApiLog.id).desc()).limit(limit)).all()
+    rows = engine.request_log.recent(user.id, limit)
     return ok({"logs": [r.model_dump(exclude={"user_id", "workspace_id"}) for r in rows]})

@@ -1,7 +1,7 @@
 """Admin operations: first-run setup, accounts, workspaces (suspend, plan, credits) and plans.
 
-Pure engine functions taking a Session; the studio's admin page and any future admin API call
-these, and check that the caller is an admin themselves before they do.
+Engine functions taking a Session, and ``Administration``, the same operations each in a session of its
+own, for the studio's admin page and any future admin API (which check that the caller is an admin first).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from engine.accounts.users import create_user, hash_password, normalize_email
-from engine.data.db import serialize
+from engine.data.db import read_scope, serialize, session_scope
 from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.data.tables import ImageRecord, Plan, User, Workspace
 
 FIRST_ADMIN_PLAN = "studio"  # the owner of the box gets the biggest built-in plan
 _PLAN_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# Integer columns are 32-bit on PostgreSQL: a bigger number is a clear 422, never an overflow in the database.
+MAX_NUMBER = 2**31 - 1
 _PLAN_NUMBERS = ("requests_per_minute", "requests_per_day", "requests_per_month", "max_concurrent_jobs",
                  "max_batch_size", "storage_quota_mb", "monthly_credits")
 
@@ -118,8 +120,8 @@ def set_plan(session: Session, workspace_id: str, plan_slug: str | None) -> Work
 
 
 def set_credits(session: Session, workspace_id: str, credits: int) -> Workspace:
-    if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
-        raise InvalidRequest("credits must be a whole number, 0 or more", field="credits")
+    if isinstance(credits, bool) or not isinstance(credits, int) or not 0 <= credits <= MAX_NUMBER:
+        raise InvalidRequest(f"credits must be a whole number from 0 to {MAX_NUMBER:,}", field="credits")
     workspace = _workspace(session, workspace_id)
     workspace.credits = credits
     return _save(session, workspace)
@@ -167,14 +169,14 @@ def save_plan(session: Session, values: dict) -> Plan:
             value = values[field]
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidRequest(f"{field} must be a whole number, 0 or more", field=field)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_NUMBER:
+                raise InvalidRequest(f"{field} must be a whole number from 0 to {MAX_NUMBER:,}", field=field)
             setattr(plan, field, value)
     if "storage_enabled" in values:
         plan.storage_enabled = bool(values["storage_enabled"])
     if "price_usd_month" in values:
         price = values["price_usd_month"]
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= 1e9:
             raise InvalidRequest("price_usd_month must be 0 or more", field="price_usd_month")
         plan.price_usd_month = float(price)
     if plan.max_concurrent_jobs < 1 or plan.max_batch_size < 1:
@@ -191,3 +193,58 @@ def delete_plan(session: Session, slug: str) -> None:
         raise Conflict(f"{in_use} workspace(s) are on the '{slug}' plan; move them to another plan first")
     session.delete(plan)
     session.commit()
+
+
+class Administration:
+    """The admin operations above, each in its own session (callers never open one)."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def list_accounts(self, query: str | None = None) -> list[AccountRow]:
+        with read_scope(self._db) as session:
+            return list_accounts(session, query)
+
+    def list_plans(self) -> list[Plan]:
+        with read_scope(self._db) as session:
+            return list_plans(session)
+
+    def plan_workspaces(self) -> dict[str, int]:
+        with read_scope(self._db) as session:
+            return plan_workspaces(session)
+
+    def create_account(self, email: str, password: str, *, name: str = "", is_admin: bool = False,
+                       plan_slug: str | None = None) -> User:
+        with session_scope(self._db) as session:
+            return create_account(session, email, password, name=name, is_admin=is_admin, plan_slug=plan_slug)
+
+    def set_suspended(self, workspace_id: str, suspended: bool) -> Workspace:
+        with session_scope(self._db) as session:
+            return set_suspended(session, workspace_id, suspended)
+
+    def set_plan(self, workspace_id: str, plan_slug: str | None) -> Workspace:
+        with session_scope(self._db) as session:
+            return set_plan(session, workspace_id, plan_slug)
+
+    def set_credits(self, workspace_id: str, credits: int) -> Workspace:
+        with session_scope(self._db) as session:
+            return set_credits(session, workspace_id, credits)
+
+    def set_user_active(self, user_id: str, active: bool) -> User:
+        with session_scope(self._db) as session:
+            return set_user_active(session, user_id, active)
+
+    def save_plan(self, values: dict) -> Plan:
+        with session_scope(self._db) as session:
+            return save_plan(session, values)
+
+    def delete_plan(self, slug: str) -> None:
+        with session_scope(self._db) as session:
+            delete_plan(session, slug)
+
+    def stored_images(self) -> tuple[int, int]:
+        """How many images are stored on this box, and their bytes."""
+        with read_scope(self._db) as session:
+            count, stored = session.exec(select(func.count(), func.coalesce(func.sum(ImageRecord.bytes), 0))
+                                         .where(col(ImageRecord.file_path).is_not(None))).one()
+        return int(count), int(stored)

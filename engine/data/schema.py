@@ -44,3 +44,24 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         command.upgrade(alembic_config(connection), revision)
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_database(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """`imagestudio db upgrade`: the revision before and after, for the database at ``url``."""
+    from engine.data.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        return current_revision(engine), upgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def database_revision(url: str) -> str | None:
+    from engine.data.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()

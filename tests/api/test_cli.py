@@ -29,6 +29,20 @@ def test_keys_create_list_revoke(settings):
     assert second.exit_code == 0 and "(admin)" not in second.output
 
 
+def test_the_first_owner_is_on_the_studio_plan_and_later_ones_on_free(settings):
+    """The person who runs the box is not rate-limited like a free user on their own machine."""
+    from engine.service import ImageEngine
+
+    env = env_for(settings)
+    assert runner.invoke(app, ["keys", "create"], env=env).exit_code == 0
+    assert runner.invoke(app, ["keys", "create", "--email", "bob@example.com"], env=env).exit_code == 0
+    assert runner.invoke(app, ["keys", "create", "--email", "eve@example.com", "--plan", "pro"],
+                         env=env).exit_code == 0
+    engine = ImageEngine(settings)
+    plans = {row.user.email: row.workspace.plan_slug for row in engine.admin.list_accounts()}
+    assert plans == {"admin@localhost": "studio", "bob@example.com": "free", "eve@example.com": "pro"}
+
+
 def test_generate_writes_a_png(settings, tmp_path):
     out = tmp_path / "fox.png"
     result = runner.invoke(app, ["generate", "a fox", "--model", "tiny-flux", "--width", "256", "--height", "256",

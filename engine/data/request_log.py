@@ -1,0 +1,36 @@
+"""The API request log: one row per /api request (time, key prefix, endpoint, status, duration, credits)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
+
+from engine.data.db import read_scope, session_scope
+from engine.data.tables import ApiLog
+from engine.errors import DatabaseBusy
+
+log = logging.getLogger(__name__)
+
+
+class RequestLog:
+    def __init__(self, db):
+        self._db = db
+
+    def write(self, entry: ApiLog) -> bool:
+        """Record one request; False (and a log line) when the database refused it: a lost log line must
+        never fail the request it describes."""
+        try:
+            with session_scope(self._db) as session:
+                session.add(entry)
+                session.commit()
+        except (DatabaseBusy, SQLAlchemyError):
+            log.exception("could not write the API log")
+            return False
+        return True
+
+    def recent(self, user_id: str, limit: int = 50) -> list[ApiLog]:
+        with read_scope(self._db) as session:
+            return list(session.exec(select(ApiLog).where(ApiLog.user_id == user_id)
+                                     .order_by(col(ApiLog.id).desc()).limit(limit)).all())
