@@ -45,7 +45,8 @@ class GenerateRequest(GenerationParams):
                             description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")
 
     # Unknown fields are refused (422), as in batch items: a typo like `negativePrompt` must not pass silently.
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", str_strip_whitespace=True)
+    # Strict types: "256" is not a width and "yes" is not a boolean (a client bug, reported, not guessed at).
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", str_strip_whitespace=True, strict=True)
 
     def item_defaults(self) -> dict[str, Any]:
         """The fields given at the top level, which every item inherits."""

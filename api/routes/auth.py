@@ -1,7 +1,7 @@
 """Browser sessions: email + password → a short-lived JWT, accepted wherever API keys are."""
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, ok
@@ -12,6 +12,8 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
 

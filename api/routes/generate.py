@@ -78,7 +78,7 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
 
     async def work(admission: Admission):
         task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
-                                       kind=kind)
+                                       kind=kind, charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, variant=kind)
 
@@ -102,7 +102,7 @@ def _plan_items(engine: ImageEngine, body: GenerateRequest,
     planned: list[tuple[ResolvedParams, int] | dict] = []
     for index, item in enumerate(body.items):
         try:
-            planned.append(_resolve(engine, GenerationParams.model_validate({**defaults, **item}), variant))
+            planned.append(_resolve(engine, GenerationParams.model_validate({**defaults, **item}, strict=True), variant))
         except ValidationError as exc:
             detail = validation_details(exc.errors())[0]
             field = f"items.{index}.{detail['field']}"
@@ -134,8 +134,9 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
         for index, plan in enumerate(planned):
             if isinstance(plan, tuple):
                 try:
-                    futures[index] = (await asyncio.to_thread(engine.submit_generation, account.user, plan[0],
-                                                              store=storage["store"], kind=kind)).future
+                    futures[index] = (await asyncio.to_thread(
+                        engine.submit_generation, account.user, plan[0], store=storage["store"], kind=kind,
+                        charge_id=admission.charge_id, cost=plan[1])).future
                 except EngineError as exc:
                     planned[index] = error_for(exc)
         results = []

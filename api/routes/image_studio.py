@@ -49,7 +49,7 @@ class ImageStudioRequest(GenerationParams):
     tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, description="For enhance_prompt: free text")
     run_async: bool = Field(default=False, alias="async")
 
-    model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True}
+    model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True, "strict": True}
 
 
 class StudioImage(ImageData):
@@ -105,13 +105,14 @@ async def _load_input(engine: ImageEngine, value: str):
 
 
 async def _remove_background(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
-    image = await _load_input(engine, body.input_image)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
     cost = BACKGROUND_REMOVAL_CREDITS
 
     async def work(admission: Admission):
+        image = await _load_input(engine, body.input_image)  # admitted first: over its limits, no fetch at all
         task = await asyncio.to_thread(engine.submit_background_removal, account.user, image,
-                                       prompt=body.prompt or "", store=storage["store"])
+                                       prompt=body.prompt or "", store=storage["store"],
+                                       charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True,
                                         action="remove_background", variant="remove_background")
@@ -120,15 +121,21 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
 
 
 async def _generate_or_edit(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
-    image = await _load_input(engine, body.input_image) if body.input_image else None
-    resolved, spec = await asyncio.to_thread(_prepare, engine, body, image)
+    # Validated and priced before admission, admitted before the input image is fetched or decoded. An edit
+    # sized like its input is priced at the model's native size, so its price doesn't wait for the image.
+    resolved, spec = await asyncio.to_thread(_prepare, engine, body, None)
     cost = generation_credits(spec, resolved.width, resolved.height)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
-    action = "edit" if image is not None else "generate"
+    action = "edit" if body.input_image else "generate"
 
     async def work(admission: Admission):
-        task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
-                                       kind=action, init_image=image, strength=body.strength)
+        params, image = resolved, None
+        if body.input_image:
+            image = await _load_input(engine, body.input_image)
+            params = (await asyncio.to_thread(_prepare, engine, body, image))[0]
+        task = await asyncio.to_thread(engine.submit_generation, account.user, params, store=storage["store"],
+                                       kind=action, init_image=image, strength=body.strength,
+                                       charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True, action=action,
                                         variant=action)

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/prompt", tags=["prompt"])
 
 
 class EnhanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field must not pass silently
+    model_config = ConfigDict(extra="forbid", strict=True)  # a misspelt field or a wrong type must not pass
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, examples=["anime, cozy"],
@@ -24,7 +24,7 @@ class EnhanceRequest(BaseModel):
 
 
 class BuildRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     subject: str | None = Field(default=None, max_length=500)
     setting: str | None = Field(default=None, max_length=500)

@@ -10,6 +10,8 @@ and settled afterwards: whatever did not succeed is given back, so a failed requ
 from __future__ import annotations
 
 import calendar
+import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,12 +19,13 @@ from sqlalchemy import func, or_, text, update
 from sqlmodel import select
 
 from engine.data.db import read_scope, session_scope
-from engine.errors import EngineError, Forbidden, InsufficientCredits, RateLimited
+from engine.errors import DatabaseBusy, EngineError, Forbidden, InsufficientCredits, RateLimited
 from engine.data.leases import LEASE
 from engine.data.tables import PendingCharge, Plan, UsageCounter, Workspace
 
 WINDOWS = ("minute", "day", "month")
 PROMPT_TOOLS_WINDOW = "prompt_tools"  # its own per-minute counter, outside the request windows
+_SETTLE_ATTEMPTS = 4
 _PLAN_FIELD = {"minute": "requests_per_minute", "day": "requests_per_day", "month": "requests_per_month"}
 
 
@@ -226,35 +229,74 @@ class Meter:
             {"ws": workspace_id, "monthly": plan.monthly_credits, "month": month})
 
     def settle(self, admission: Admission) -> None:
-        """Give back what did not succeed, record images; idempotent."""
+        """Give back what did not succeed, record images; idempotent. What was delivered (``deliver``) stays
+        charged whatever the admission says: a caller that hung up before it heard of its image still pays."""
         if admission.settled:
             return
         admission.settled = True
         self._settle_units(admission.charge_id, admission.workspace_id, {w: admission.periods[w][0] for w in WINDOWS},
                            refund_requests=admission.requests - admission.ok_requests,
-                           refund_credits=admission.credits - admission.credits_used, images=admission.images)
+                           refund_credits=admission.credits - admission.credits_used,
+                           images=admission.images, admitted_requests=admission.requests)
+
+    @staticmethod
+    def deliver(session, charge_id: str, credits: int) -> bool:
+        """Make one image of a charge final, inside the transaction that records the image (and the job's
+        success), so a crash can't leave a delivered image refunded, nor a refund without its image gone.
+        False when the charge is gone (already settled, or given back by a recovering process)."""
+        conn = session.connection()
+        row = conn.execute(text(
+            "UPDATE pendingcharge SET requests = requests - 1, credits = credits - :c "
+            "WHERE id = :id AND requests >= 1 RETURNING workspace_id, periods"),
+            {"id": charge_id, "c": credits}).first()
+        if row is None:
+            return False
+        periods = row.periods if isinstance(row.periods, dict) else json.loads(row.periods)
+        for window in WINDOWS:
+            conn.execute(text(
+                'UPDATE usagecounter SET images = images + 1 WHERE workspace_id = :ws AND "window" = :window '
+                "AND period = :period"), {"ws": row.workspace_id, "window": window, "period": periods[window]})
+        return True
 
     def _settle_units(self, charge_id: str, workspace_id: str, periods: dict[str, str], *, refund_requests: int,
-                      refund_credits: int, images: int) -> None:
-        """Remove the charge and give back what it says; a charge already settled (by a recovering process that
-        took it for abandoned) is not given back twice."""
-        with session_scope(self._db) as session:
-            conn = session.connection()
-            if conn.execute(text("DELETE FROM pendingcharge WHERE id = :id"), {"id": charge_id}).rowcount == 0:
-                session.rollback()
-                return
-            if conn.dialect.name == "postgresql":  # the workspace first, as admissions take it: no deadlock
-                conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
-            for window in WINDOWS:
-                conn.execute(text(
-                    "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
-                    "credits = credits - :c WHERE workspace_id = :ws AND \"window\" = :window AND period = :period"),
-                    {"r": refund_requests, "i": images, "c": refund_credits, "ws": workspace_id,
-                     "window": window, "period": periods[window]})
-            if refund_credits:
-                conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
-                             {"c": refund_credits, "ws": workspace_id})
-            session.commit()
+                      refund_credits: int, images: int, admitted_requests: int | None = None) -> None:
+        """Remove the charge and give back what it says, never more than the charge still holds (what was
+        delivered is final); a charge already settled (by a recovering process that took it for abandoned)
+        is not given back twice. Images already counted at delivery are not counted again."""
+        for attempt in range(_SETTLE_ATTEMPTS):
+            try:
+                with session_scope(self._db) as session:
+                    conn = session.connection()
+                    held = conn.execute(text("DELETE FROM pendingcharge WHERE id = :id RETURNING requests, credits"),
+                                        {"id": charge_id}).first()
+                    if held is None:
+                        session.rollback()
+                        return
+                    delivered = (admitted_requests - held.requests) if admitted_requests is not None else 0
+                    refund_r = max(0, min(refund_requests, held.requests))
+                    refund_c = max(0, min(refund_credits, held.credits))
+                    new_images = max(0, images - delivered)
+                    if conn.dialect.name == "postgresql":  # the workspace before the counters, as admissions
+                        conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
+                    if refund_r or new_images or refund_c:
+                        for window in WINDOWS:
+                            conn.execute(text(
+                                "UPDATE usagecounter SET requests = requests - :r, images = images + :i, "
+                                "credits = credits - :c WHERE workspace_id = :ws AND \"window\" = :window "
+                                "AND period = :period"),
+                                {"r": refund_r, "i": new_images, "c": refund_c, "ws": workspace_id,
+                                 "window": window, "period": periods[window]})
+                    if refund_c:
+                        conn.execute(text("UPDATE workspace SET credits = credits + :c WHERE id = :ws"),
+                                     {"c": refund_c, "ws": workspace_id})
+                    session.commit()
+                    return
+            except DatabaseBusy:
+                # Settling runs after the work, often in a future's callback where nobody could retry it; a
+                # charge left here would hold a concurrency slot for as long as this process lives.
+                if attempt == _SETTLE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def refund_abandoned(self, dead_processes: set[str] = frozenset(), now: datetime | None = None) -> int:
         """Give back the admissions nobody will settle: those whose lease ran out (or that have none), and those
@@ -265,6 +307,7 @@ class Meter:
                 PendingCharge.lease_expires_at.is_(None), PendingCharge.lease_expires_at <= now,
                 PendingCharge.process_id.in_(dead_processes)))).all()
         for charge in charges:
+            # What it still holds was never delivered (delivered images left it in their own transaction).
             self._settle_units(charge.id, charge.workspace_id, charge.periods, refund_requests=charge.requests,
                                refund_credits=charge.credits, images=0)
         return len(charges)

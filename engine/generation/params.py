@@ -200,6 +200,15 @@ def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
     return png.encode(Image.fromarray(pixels))
 
 
+def steps_for_edit(steps: int, strength: float) -> int:
+    """Image-to-image runs only the last ``int(steps × strength)`` steps; the fewest steps, from ``steps`` up,
+    that leave at least one (steps 1 at strength 0.5 would denoise nothing and crash the pipeline)."""
+    needed = steps
+    while int(needed * strength) < 1:
+        needed += 1
+    return needed
+
+
 def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
                  init_images: list[Image.Image] | None = None, strength: float = 0.6,
                  on_latents: LatentsCallback | None = None) -> list[Image.Image]:

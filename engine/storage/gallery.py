@@ -57,6 +57,12 @@ class Gallery:
         # The record goes first: a crash in between leaves an orphan file, never a record without one.
         self.store.delete(record.file_path)
 
+    def models_used(self, user_id: str) -> list[str]:
+        """The models of a user's stored images (the gallery's filter)."""
+        with read_scope(self._db) as session:
+            return sorted(session.exec(select(ImageRecord.model).distinct().where(
+                ImageRecord.user_id == user_id, col(ImageRecord.file_path).is_not(None))).all())
+
     def used_bytes(self, workspace_id: str) -> int:
         with read_scope(self._db) as session:
             total = session.exec(select(func.coalesce(func.sum(ImageRecord.bytes), 0)).where(
@@ -75,4 +81,6 @@ def signed_image_path(image_id: str, secret: str, ttl_s: int = 30 * 86400) -> st
 
 
 def valid_signature(image_id: str, expires: int, signature: str, secret: str) -> bool:
-    return expires >= time.time() and hmac.compare_digest(image_signature(image_id, expires, secret), signature)
+    # Bytes, not str: compare_digest raises on a str with non-ASCII characters (a 500 for a forged link).
+    expected = image_signature(image_id, expires, secret).encode()
+    return expires >= time.time() and hmac.compare_digest(expected, signature.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,211 @@
+"""Reliability and security, round two (issue 12): one test per fault found from outside, each failing on the
+main before the fix."""
+
+import base64
+import io
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import Image
+from sqlmodel import select
+
+from engine.billing.pricing import generation_credits
+from engine.data.db import session_scope
+from engine.data.tables import ImageRecord, Job, PendingCharge, UsageCounter
+from engine.generation.params import GenerationParams, steps_for_edit
+from tests.api.helpers import SMALL, set_plan, set_workspace
+from tests.reliability.test_hostile_inputs import Handler, local_site, refused  # noqa: F401  (fixture)
+
+
+def png_data_url(size=(64, 64)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (20, 120, 200)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def usage(client, auth) -> dict:
+    return client.get("/api/v1/usage", headers=auth).json()["data"]
+
+
+# -- 1. a forged signed link with non-ASCII characters -----------------------------------------------------
+
+@pytest.mark.parametrize("signature", ["%3D%C3%A3%F2%BA%9F%80", "%C3%A9" * 16, "%FF%FE", "%00", "a" * 500])
+def test_a_signed_link_with_a_non_ascii_signature_is_a_404_not_a_500(client, signature):
+    response = client.get(f"/api/v1/images/0?expires=2124614731909&signature={signature}")
+    refused(response, 404, "not_found")
+
+
+# -- 2. edits whose strength leaves no denoising step ----------------------------------------------------
+
+@pytest.mark.parametrize("model", ["tiny-sd", "tiny-sdxl"])
+@pytest.mark.parametrize(("steps", "strength"), [(1, 0.5), (1, 0.99), (3, 0.3), (2, 0.1)])
+def test_an_edit_with_too_few_steps_for_its_strength_runs_at_least_one(client, auth, model, steps, strength):
+    response = client.post("/api/v1/image-studio", headers=auth, json={
+        "action": "edit", "prompt": "make it red", "model": model, "input_image": png_data_url(),
+        "aspect_ratio": "1:1", "num_inference_steps": steps, "strength": strength})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["num_inference_steps"] == steps_for_edit(steps, strength) > steps
+    assert int(data["num_inference_steps"] * strength) >= 1
+    assert any("num_inference_steps raised" in warning for warning in data["warnings"])
+
+
+def test_steps_for_edit():
+    assert steps_for_edit(4, 0.6) == 4 and steps_for_edit(1, 1.0) == 1
+    assert steps_for_edit(1, 0.5) == 2 and steps_for_edit(3, 0.3) == 4 and steps_for_edit(1, 0.01) == 100
+
+
+# -- 3. cancelling a queued job ----------------------------------------------------------------------------
+
+def test_delete_cancels_a_queued_job_records_it_and_refunds_it(client, engine, user_and_key, auth):
+    set_plan(engine, user_and_key[0], max_concurrent_jobs=5)
+    set_workspace(engine, user_and_key[0], credits=100)
+    release = threading.Event()
+    original = engine._run_generation_batch
+
+    def held(tasks):  # the first job holds the worker, so the second one waits in the queue
+        release.wait(30)
+        original(tasks)
+
+    engine.worker._tasks.clear()
+    engine._run_generation_batch = held
+    try:
+        before = usage(client, auth)
+        first = client.post("/api/v1/generate", headers=auth, json={"prompt": "one", **SMALL, "async": True})
+        second = client.post("/api/v1/generate", headers=auth, json={"prompt": "two", **SMALL, "async": True})
+        job_id = second.json()["data"]["job_id"]
+        cancelled = client.delete(f"/api/v1/jobs/{job_id}", headers=auth)
+        assert cancelled.status_code == 200 and cancelled.json()["data"] == {"job_id": job_id, "cancelling": True}
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=auth).json()["data"]
+        assert job["status"] == "cancelled" and job["finished_at"]
+        during = usage(client, auth)
+        assert during["credits"]["balance"] == before["credits"]["balance"] - 1  # only the first is charged
+        assert client.get("/api/v1/health").status_code in (200, 503)
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if client.get(f"/api/v1/jobs/{first.json()['data']['job_id']}", headers=auth).json()["data"][
+                "status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    after = usage(client, auth)
+    assert after["credits"]["balance"] == before["credits"]["balance"] - 1
+    assert after["usage"]["today"]["requestCount"] == before["usage"]["today"]["requestCount"] + 1
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=auth).json()["data"]["cancelling"] is False
+
+
+def test_delete_of_another_users_job_is_a_404(client, engine, auth, pro_auth):
+    job_id = client.post("/api/v1/generate", headers=pro_auth, json={"prompt": "mine", **SMALL,
+                                                                     "async": True}).json()["data"]["job_id"]
+    refused(client.delete(f"/api/v1/jobs/{job_id}", headers=auth), 404, "not_found")
+    refused(client.delete("/api/v1/jobs/job_nope", headers=auth), 404, "not_found")
+
+
+# -- 4. a crash between the image and the settlement -------------------------------------------------------
+
+def test_a_delivered_image_stays_billed_when_the_process_dies_before_settling(engine, user_and_key):
+    """The image record and its bill are one transaction: recovery after a crash gives back only what was
+    never delivered."""
+    user = user_and_key[0]
+    set_plan(engine, user, storage_enabled=True)
+    set_workspace(engine, user, credits=10)
+    spec = engine.catalog.get("tiny-sd")
+    cost = generation_credits(spec, 256, 256)
+    admission = engine.meter.admit_batch(user.workspace_id, [cost, cost])
+    params = GenerationParams(prompt="billed", model="tiny-sd", **SMALL)
+    engine.submit_generation(user, params, store=True, charge_id=admission.charge_id, cost=cost).future.result()
+    # The process dies here: no settle. Its lease runs out; another process recovers.
+    with session_scope(engine.db) as session:
+        charge = session.get(PendingCharge, admission.charge_id)
+        assert (charge.requests, charge.credits) == (1, cost)  # one image delivered, one still pending
+        charge.lease_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(charge)
+        session.commit()
+    assert engine.meter.refund_abandoned() == 1
+    with session_scope(engine.db) as session:
+        day = session.exec(select(UsageCounter).where(UsageCounter.workspace_id == user.workspace_id,
+                                                      UsageCounter.window == "day")).one()
+        images = session.exec(select(ImageRecord).where(ImageRecord.user_id == user.id)).all()
+    assert (day.requests, day.images, day.credits) == (1, 1, cost) and len(images) == 1
+    assert engine.meter.plan_of(user.workspace_id)[0].credits == 10 - cost
+
+
+def test_settling_after_delivery_counts_each_image_once(engine, user_and_key):
+    user = user_and_key[0]
+    set_workspace(engine, user, credits=10)
+    admission = engine.meter.admit(user.workspace_id, credits=1)
+    params = GenerationParams(prompt="once", model="tiny-sd", **SMALL)
+    engine.submit_generation(user, params, store=False, charge_id=admission.charge_id, cost=1).future.result()
+    admission.succeeded(images=1, credits=1)
+    engine.meter.settle(admission)
+    engine.meter.settle(admission)
+    with session_scope(engine.db) as session:
+        day = session.exec(select(UsageCounter).where(UsageCounter.workspace_id == user.workspace_id,
+                                                      UsageCounter.window == "day")).one()
+        assert session.get(PendingCharge, admission.charge_id) is None
+    assert (day.requests, day.images, day.credits) == (1, 1, 1)
+
+
+def test_a_caller_that_never_hears_of_its_delivered_image_still_pays_for_it(engine, user_and_key):
+    user = user_and_key[0]
+    set_plan(engine, user)
+    set_workspace(engine, user, credits=10)
+    admission = engine.meter.admit(user.workspace_id, credits=1)
+    params = GenerationParams(prompt="gone", model="tiny-sd", **SMALL)
+    engine.submit_generation(user, params, store=False, charge_id=admission.charge_id, cost=1).future.result()
+    engine.meter.settle(admission)  # no succeeded(): the caller hung up before the image came back
+    assert engine.meter.plan_of(user.workspace_id)[0].credits == 9
+
+
+# -- 9. admission before any fetch or decode -------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["edit", "remove_background"])
+def test_a_key_out_of_credits_or_over_its_limit_fetches_nothing(client, engine, user_and_key, auth, local_site,
+                                                                action):
+    engine.settings.allow_private_fetch = True
+    set_plan(engine, user_and_key[0], requests_per_minute=1)
+    set_workspace(engine, user_and_key[0], credits=0)
+    body = {"action": action, "prompt": "x", "model": "tiny-sd", "input_image": f"{local_site}/img.png"}
+    refused(client.post("/api/v1/image-studio", headers=auth, json=body), 402, "insufficient_credits")
+    set_workspace(engine, user_and_key[0], credits=100)
+    client.post("/api/v1/generate", headers=auth, json={"prompt": "uses the minute", **SMALL})
+    refused(client.post("/api/v1/image-studio", headers=auth, json=body), 429, "rate_limited")
+    assert Handler.hits == []
+    with session_scope(engine.db) as session:
+        assert not session.exec(select(Job).where(Job.kind == action)).all()
+
+
+# -- 7. strict types on the public API ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/v1/generate", {"prompt": "x", "width": "256", "height": 256}, "width"),
+    ("/api/v1/generate", {"prompt": "x", **SMALL, "async": "yes"}, "async"),
+    ("/api/v1/generate", {"prompt": "x", **SMALL, "seed": "42"}, "seed"),
+    ("/api/v1/generate", {"prompt": "x", **SMALL, "num_inference_steps": True}, "num_inference_steps"),
+    ("/api/v1/generate", {"items": [{"prompt": "x", "width": "256", "height": 256}]}, None),
+    ("/api/v1/generate", {"prompt": 42, **SMALL}, "prompt"),
+    ("/api/v1/image-studio", {"prompt": "x", "width": "256", "height": 256}, "width"),
+    ("/api/v1/image-studio", {"prompt": "x", "async": 1}, "async"),
+    ("/api/v1/image-studio", {"prompt": "x", "strength": "0.5"}, "strength"),
+    ("/api/v1/prompt/enhance", {"prompt": 5}, "prompt"),
+    ("/api/v1/auth/login", {"email": ["a@b.c"], "password": "x"}, "email"),
+])
+def test_wrong_types_are_refused_not_coerced(client, engine, user_and_key, auth, path, body, field):
+    set_plan(engine, user_and_key[0])
+    response = client.post(path, headers=auth, json=body)
+    if path.endswith("/generate") and "items" in body:  # a batch item fails alone, in a 200
+        item = response.json()["data"]["results"][0]
+        assert item["success"] is False and item["error_code"] == "validation_error", item
+        return
+    error = refused(response, 422, "validation_error")
+    if field:
+        assert error["field"] == field, error
+
+
+def test_ints_still_count_as_floats(client, engine, user_and_key, auth):
+    set_plan(engine, user_and_key[0])
+    response = client.post("/api/v1/generate", headers=auth, json={"prompt": "x", **SMALL, "guidance_scale": 5})
+    assert response.status_code == 200 and response.json()["data"]["guidance_scale"] == 5.0
