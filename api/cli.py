@@ -40,7 +40,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Interface to listen on"
     settings = Settings()
     host, port = host or settings.host, port or settings.port
     typer.echo(f"Image Studio on http://{host}:{port}/  (API: /api/v1, OpenAPI: /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **settings.uvicorn_proxy_options())
 
 
 @app.command()

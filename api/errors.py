@@ -133,7 +133,20 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
+class ClientGone(Exception):
+    """The caller of a synchronous request hung up before its answer was ready (its work was cancelled)."""
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: nobody reads the answer, the API log records it
+
+
+async def _client_gone(_request: Request, _exc: ClientGone) -> JSONResponse:
+    return error_response(CLIENT_CLOSED_REQUEST, "client_closed_request",
+                          "the client closed the connection; its work was cancelled and not charged")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(engine_errors.EngineError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.errors import current_request_id
+from api.errors import ClientGone, current_request_id
 from api.schemas import ErrorEnvelope
 from engine.errors import Conflict, InvalidRequest
 from engine.storage.gallery import signed_image_path
@@ -158,6 +158,23 @@ def wants_async(request: Request, run_async: bool) -> bool:
     return run_async or "respond-async" in request.headers.get("prefer", "").lower()
 
 
+DISCONNECT_POLL_S = 0.25
+
+
+async def wait_for_client(request: Request, engine: ImageEngine, tasks: list):
+    """Wait for the tasks' futures while the caller is still connected. A caller who hangs up gets nothing,
+    so its work is cancelled (queued: at once; running: at its next step) and, never delivered, refunded."""
+    futures = [asyncio.wrap_future(task.future) for task in tasks]
+    pending = set(futures)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=DISCONNECT_POLL_S)
+        if pending and await request.is_disconnected():
+            for task in tasks:
+                await asyncio.to_thread(engine.cancel_job, task.id)
+            raise ClientGone()
+    return futures
+
+
 async def respond_with_image(request: Request, engine: ImageEngine, admission: Admission, task, *, storage: dict,
                              cost: int, run_async: bool, image_url_on_top: bool = False, **extra) -> JSONResponse:
     """Answer 202 with the job at once (async mode; the charge is settled when the job ends), or wait for the
@@ -174,7 +191,7 @@ async def respond_with_image(request: Request, engine: ImageEngine, admission: A
         status_url = f"/api/v1/jobs/{task.id}"
         return ok({"job_id": task.id, "status": "queued", "status_url": status_url}, status=202,
                   headers={"Location": status_url})
-    result = await asyncio.wrap_future(task.future)
+    result = (await wait_for_client(request, engine, [task]))[0].result()
     admission.succeeded(images=1, credits=cost)
     payload = image_payload(result, request, engine, storage, credits_used=cost, **extra)
     return ok(payload, top={"image_url": payload["image_url"]} if image_url_on_top else None)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="Only the origins in cors_origins may call the public API from a browser.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed origins in strict CORS mode (comma-separated or a JSON list).")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed (comma-separated "
+                    "or a JSON list; '*' for any). None by default: a client can't pick its own address.")
+    log_retention_days: int = Field(default=90, ge=0,
+                                    description="API log rows older than this are removed; 0 keeps them forever.")
     jwt_ttl_minutes: int = Field(default=60 * 12, ge=1)
     allow_private_fetch: bool = Field(default=False, description="Let input_image URLs reach private addresses.")
     studio_enabled: bool = True
@@ -55,9 +61,9 @@ class Settings(BaseSettings):
         default=60, ge=1, description="Calls a minute per workspace to the prompt tools, which are free and outside "
                                       "the daily/monthly quotas: a guard for the server, not a quota.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value):
+    def _split_list(cls, value):
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
@@ -66,6 +72,13 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def uvicorn_proxy_options(self) -> dict:
+        """uvicorn believes X-Forwarded-* only from the configured proxies (its own default trusts 127.0.0.1,
+        so any local client could claim another address and slip past the per-address sign-in limit)."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": ",".join(self.trusted_proxies)}
 
     @property
     def models_dir(self) -> Path:

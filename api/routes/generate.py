@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
-from api.responses import error_responses, idempotent, image_payload, metered, ok, respond_with_image, wants_async
+from api.responses import (error_responses, idempotent, image_payload, metered, ok, respond_with_image, wait_for_client,
+                           wants_async)
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.errors import EngineError, InvalidRequest
 from engine.generation.params import GenerationParams, ResolvedParams
@@ -130,22 +131,23 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
         refused = zip(runnable[admission.requests:], admission.refusals, strict=True) if admission else ()
         for index, refusal in refused:
             planned[index] = error_for(refusal)
-        futures = {}
+        tasks = {}
         for index, plan in enumerate(planned):
             if isinstance(plan, tuple):
                 try:
-                    futures[index] = (await asyncio.to_thread(
+                    tasks[index] = await asyncio.to_thread(
                         engine.submit_generation, account.user, plan[0], store=storage["store"], kind=kind,
-                        charge_id=admission.charge_id, cost=plan[1])).future
+                        charge_id=admission.charge_id, cost=plan[1])
                 except EngineError as exc:
                     planned[index] = error_for(exc)
+        futures = dict(zip(tasks, await wait_for_client(request, engine, list(tasks.values())), strict=True))
         results = []
         for index, plan in enumerate(planned):
             if index not in futures:
                 results.append(batch_failure(index, plan))
                 continue
             try:
-                result = await asyncio.wrap_future(futures[index])
+                result = futures[index].result()
             except EngineError as exc:
                 results.append(batch_failure(index, error_for(exc)))
                 continue

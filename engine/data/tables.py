@@ -209,10 +209,10 @@ class PendingCharge(SQLModel, table=True):
 
 
 class SignInAttempt(SQLModel, table=True):
-    """One password sign-in attempt, counted per email and per address (engine/accounts/throttle.py), in the database so
-    that every process counts the same attempts."""
+    """One password sign-in attempt, counted per account and address, per address and per account
+    (engine/accounts/throttle.py), in the database so that every process counts the same attempts."""
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str  # email | address
+    kind: str  # pair (account|address) | address | account
     subject: str = Field(index=True, max_length=320)
     at: datetime = Field(default_factory=utcnow, index=True)

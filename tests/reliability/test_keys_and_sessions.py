@@ -15,8 +15,8 @@ from api.app import create_app
 from engine.accounts.users import create_api_key, hash_key, hash_password, revoke_api_key
 from engine.config import Settings
 from engine.data.db import session_scope
-from engine.errors import InvalidRequest
-from engine.data.tables import ApiKey, User
+from engine.errors import InvalidRequest, RateLimited
+from engine.data.tables import ApiKey, SignInAttempt, User
 from engine.service import ImageEngine
 from engine.accounts.throttle import LoginThrottle
 from tests.api.helpers import SMALL, set_plan, set_user
@@ -163,7 +163,7 @@ def test_passwords_are_stored_as_argon2_hashes(client, engine):
 def test_sign_in_is_throttled_per_address_across_emails(client, engine):
     """Password spraying: failures from one address, over many different emails, stop that address.
     An address gets more room than one email (people share office and proxy addresses)."""
-    engine.login_throttle = LoginThrottle(engine.db, max_per_email=5, max_per_address=8)
+    engine.login_throttle = LoginThrottle(engine.db, free_per_pair=5, max_per_address=8)
     user, _ = make_user(engine, "t@example.com")
     set_user(engine, user, password_hash=hash_password(PASSWORD))
     for i in range(8):
@@ -174,7 +174,7 @@ def test_sign_in_is_throttled_per_address_across_emails(client, engine):
 
 
 def test_a_success_clears_the_email_but_not_the_address(client, engine):
-    engine.login_throttle = LoginThrottle(engine.db, max_per_email=5, max_per_address=6)
+    engine.login_throttle = LoginThrottle(engine.db, free_per_pair=5, max_per_address=6)
     user, _ = make_user(engine, "u@example.com")
     set_user(engine, user, password_hash=hash_password(PASSWORD))
     for _ in range(4):
@@ -183,6 +183,64 @@ def test_a_success_clears_the_email_but_not_the_address(client, engine):
     assert login(client, user.email, "wrong-password").status_code == 401  # the email's count started over...
     assert login(client, "someone@example.com", "wrong-password").status_code == 401
     assert login(client, "someone@example.com", "wrong-password").status_code == 429  # ...the address's did not
+
+
+def login_from(client, address: str, email: str, password: str = PASSWORD):
+    """A sign-in as seen from ``address`` (the TestClient's peer address is fixed: set it per request)."""
+    with TestClient(client.app, client=(address, 50000)) as other:
+        return other.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def test_a_stranger_guessing_cannot_lock_the_owner_out(client, engine):
+    """Guesses from one address slow that address down on that account; the owner, elsewhere, signs in."""
+    user, _ = make_user(engine, "owner@example.com")
+    set_user(engine, user, password_hash=hash_password(PASSWORD))
+    statuses = [login_from(client, "203.0.113.9", user.email, f"guess-{i}").status_code for i in range(8)]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    assert login_from(client, "198.51.100.7", user.email).status_code == 200  # the owner, from home
+    # ...and the owner's success cleared the account's failures: the stranger starts over, free guesses only.
+    assert login_from(client, "203.0.113.9", user.email, "guess-x").status_code == 401
+
+
+def test_the_wait_doubles_with_each_further_failure(engine):
+    throttle = LoginThrottle(engine.db, free_per_pair=2)
+    for _ in range(2):
+        throttle.attempt("w@example.com", "192.0.2.1")
+    with pytest.raises(RateLimited) as first:
+        throttle.attempt("w@example.com", "192.0.2.1")
+    assert 25 <= first.value.retry_after <= 31
+    with session_scope(engine.db) as session:  # the first wait is over
+        for row in session.exec(select(SignInAttempt)).all():
+            row.at = row.at - timedelta(seconds=31)
+            session.add(row)
+        session.commit()
+    throttle.attempt("w@example.com", "192.0.2.1")
+    with pytest.raises(RateLimited) as second:
+        throttle.attempt("w@example.com", "192.0.2.1")
+    assert 55 <= second.value.retry_after <= 61
+
+
+def test_many_addresses_against_one_account_are_capped(engine):
+    throttle = LoginThrottle(engine.db, max_per_account=10)
+    for i in range(10):
+        throttle.attempt("x@example.com", f"192.0.2.{i}")
+    with pytest.raises(RateLimited):
+        throttle.attempt("x@example.com", "192.0.2.200")
+
+
+def test_the_attempts_table_stays_bounded(engine):
+    throttle = LoginThrottle(engine.db, max_rows=12)
+    for i in range(20):
+        throttle.attempt(f"flood{i}@example.com", f"2001:db8::{i:x}")
+    throttle.forget_old()
+    with session_scope(engine.db) as session:
+        assert len(session.exec(select(SignInAttempt)).all()) <= 12
+
+
+def test_forwarded_for_is_believed_only_from_configured_proxies():
+    assert Settings(trusted_proxies=[]).uvicorn_proxy_options() == {"proxy_headers": False}
+    assert Settings(trusted_proxies="10.0.0.2, 10.0.0.3").uvicorn_proxy_options() == {
+        "proxy_headers": True, "forwarded_allow_ips": "10.0.0.2,10.0.0.3"}
 
 
 def test_parallel_guesses_cannot_slip_past_the_throttle(client, engine):
