@@ -64,7 +64,7 @@ def base_url(request: Request, engine: ImageEngine) -> str:
 
 def hosted_image_url(request: Request, engine: ImageEngine, image_id: str) -> str:
     """A stored image's link, signed so that it works without a key until it expires."""
-    return base_url(request, engine) + signed_image_path(image_id, engine.secret_key)
+    return base_url(request, engine) + signed_image_path(image_id, engine.keys.image_links)
 
 
 def image_payload(result: GenerationResult, request: Request, engine: ImageEngine, storage: dict,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
 from typing import Any
 
+from engine.accounts.keys import ENCRYPTED_PREFIX, SecretUnreadable
 from engine.config import Settings
 from engine.data.db import insert_if_absent, read_scope, session_scope
 from engine.errors import InvalidRequest
 from engine.data.tables import AppSetting, utcnow
+
+log = logging.getLogger(__name__)
 
 # key -> (type, environment default getter)
 RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
@@ -23,13 +27,17 @@ RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
 }
 
 
+# Fields that are secrets (a text model's API key): encrypted at rest with a key from the server secret.
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {"text_model": ("api_key",)}
+
 CACHE_TTL_S = 5.0  # another process (the CLI, a second server) changes a setting: seen here within this time
 
 
 class RuntimeSettings:
-    def __init__(self, db, settings: Settings):
+    def __init__(self, db, settings: Settings, keys=None):
         self._db = db
         self._settings = settings
+        self._keys = keys  # ServerKeys: encrypts SECRET_FIELDS (None: stored as given, for tools without a secret)
         self._cache: dict[str, Any] | None = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
@@ -41,7 +49,7 @@ class RuntimeSettings:
                 with read_scope(self._db) as session:
                     for row in session.query(AppSetting).all():
                         if row.key in RUNTIME_KEYS:
-                            values[row.key] = row.value
+                            values[row.key] = self._reveal(row.key, row.value)
                 self._cache, self._loaded_at = values, time.monotonic()
             return self._cache
 
@@ -58,10 +66,48 @@ class RuntimeSettings:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidRequest(f"setting '{key}' must be a {kind.__name__}", field=key)
         with session_scope(self._db) as session:
-            session.merge(AppSetting(key=key, value=value, updated_at=utcnow()))
+            session.merge(AppSetting(key=key, value=self._conceal(key, value), updated_at=utcnow()))
             session.commit()
         with self._lock:
             self._cache = None
+
+    def _conceal(self, key: str, value: Any) -> Any:
+        fields = SECRET_FIELDS.get(key, ())
+        if self._keys is None or not fields or not isinstance(value, dict):
+            return value
+        return {name: self._keys.encrypt(v) if name in fields and isinstance(v, str) and v else v
+                for name, v in value.items()}
+
+    def _reveal(self, key: str, value: Any) -> Any:
+        fields = SECRET_FIELDS.get(key, ())
+        if self._keys is None or not fields or not isinstance(value, dict):
+            return value
+        revealed = dict(value)
+        for name in fields:
+            if isinstance(revealed.get(name), str):
+                try:
+                    revealed[name] = self._keys.decrypt(revealed[name])
+                except SecretUnreadable:
+                    log.error("setting %s.%s can't be decrypted (was the secret key changed?); set it again",
+                              key, name)
+                    revealed[name] = None
+        return revealed
+
+    def encrypt_stored_secrets(self) -> int:
+        """Encrypt secrets an earlier version stored in plain text; how many settings were rewritten."""
+        rewritten = 0
+        for key in SECRET_FIELDS:
+            with read_scope(self._db) as session:
+                row = session.get(AppSetting, key)
+            if row is None or not isinstance(row.value, dict):
+                continue
+            plain = [name for name in SECRET_FIELDS[key]
+                     if isinstance(row.value.get(name), str) and row.value[name]
+                     and not row.value[name].startswith(ENCRYPTED_PREFIX)]
+            if plain:
+                self.set(key, row.value)
+                rewritten += 1
+        return rewritten
 
 
 SECRET_KEY_ROW = "secret_key"

@@ -7,7 +7,7 @@ import functools
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,7 @@ from sqlmodel import select
 
 from engine.accounts.admin import Administration
 from engine.accounts.directory import Accounts
+from engine.accounts.keys import ServerKeys
 from engine.accounts.users import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
                              plan_for, record_key_use, user_from_access_token)
 from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 300.0
 OUTBOUND_WORKERS = 8
+DEVICE_PROBE_TIMEOUT_S = 5.0
 
 
 def _preload_pipeline_modules() -> None:
@@ -120,8 +122,11 @@ class ImageEngine:
         self.accounts = Accounts(self.db)
         self.admin = Administration(self.db)
         self.request_log = RequestLog(self.db)
-        self.runtime = RuntimeSettings(self.db, settings)
+        # One server secret (configured, or made once in the database), a separate derived key for each use.
         self.secret_key = shared_secret_key(self.db, settings)
+        self.keys = ServerKeys(self.secret_key)
+        self.runtime = RuntimeSettings(self.db, settings, keys=self.keys)
+        self.runtime.encrypt_stored_secrets()
         for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
             self.catalog.check_alias(slug, target)
         self.meter = Meter(self.db, self.identity.id)
@@ -137,6 +142,8 @@ class ImageEngine:
         # Slow outbound calls (input image URLs, a remote text model) wait here, in a bounded pool of their own,
         # not in the default executor that admission, settling and database reads share.
         self.outbound = ThreadPoolExecutor(max_workers=OUTBOUND_WORKERS, thread_name_prefix="imagestudio-outbound")
+        self._probe: Future | None = None
+        self._probe_lock = threading.Lock()
         self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -177,9 +184,10 @@ class ImageEngine:
 
     def housekeeping(self) -> dict[str, int]:
         """Forget what has expired: copies of unstored images past their TTL, idempotency records past a day,
-        sign-in attempts past the throttle's window."""
+        sign-in attempts past the throttle's window, API log rows past the retention."""
         return {"results": self.results.purge(), "idempotency_records": self.idempotency.purge(),
-                "sign_in_attempts": self.login_throttle.forget_old()}
+                "sign_in_attempts": self.login_throttle.forget_old(),
+                "api_log_rows": self.request_log.forget_older_than(self.settings.log_retention_days)}
 
     def _housekeeping_loop(self) -> None:
         """The heartbeat (this process's leases renewed), and every few minutes the housekeeping."""
@@ -308,7 +316,7 @@ class ImageEngine:
         Read without the write lock; the key's last use is bookkeeping, skipped while the database is busy."""
         with read_scope(self.db) as session:
             if not token.startswith(KEY_PREFIX):
-                return user_from_access_token(session, token, self.secret_key), "session"
+                return user_from_access_token(session, token, self.keys.session_tokens), "session"
             user, key = authenticate_key(session, token)
         if key_use_is_stale(key):
             try:
@@ -519,9 +527,12 @@ class ImageEngine:
         if isinstance(exc, EngineError):
             self._update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
             return exc
+        # One error policy: the log gets the traceback; the job and the caller a safe message (an exception's
+        # text can carry file paths, model internals or other users' data).
         log.error("job %s failed", task.id, exc_info=exc)
-        self._update_job(task.id, status=JobStatus.FAILED, error=str(exc)[:500], finished_at=utcnow())
-        return GenerationFailed(f"generation failed: {exc.__class__.__name__}: {exc}"[:500])
+        message = f"generation failed because of an internal error (job {task.id}; details in the server log)"
+        self._update_job(task.id, status=JobStatus.FAILED, error=message, finished_at=utcnow())
+        return GenerationFailed(message)
 
     def _update_job(self, job_id: str, **changes) -> None:
         with session_scope(self.db) as session:
@@ -534,6 +545,35 @@ class ImageEngine:
             session.commit()
 
     # -- health ------------------------------------------------------------------------------
+    def _probe_device(self) -> str:
+        """A tiny tensor op on the device, with a deadline: a wedged or lost GPU says so here, not in the next
+        generation. It runs on a daemon thread of its own beside the worker; a probe that never returns is
+        reported (and not repeated while it hangs), never waited for."""
+        with self._probe_lock:
+            if self._probe is not None and not self._probe.done():
+                return "error"  # the last probe is still stuck on the device
+            future: Future = Future()
+            self._probe = future
+
+        def probe() -> None:
+            try:
+                value = (torch.ones(4, device=self.device) * 2).sum().item()
+                if self.device == "cuda":
+                    torch.cuda.synchronize()
+                future.set_result(value)
+            except RuntimeError as exc:  # torch reports device faults (CUDA errors, lost devices) so
+                future.set_exception(exc)
+
+        threading.Thread(target=probe, name="imagestudio-device-probe", daemon=True).start()
+        try:
+            return "ok" if future.result(timeout=DEVICE_PROBE_TIMEOUT_S) == 8.0 else "error"
+        except TimeoutError:
+            log.error("health: the %s device did not answer a probe within %g s", self.device, DEVICE_PROBE_TIMEOUT_S)
+            return "error"
+        except RuntimeError as exc:
+            log.error("health: the %s device probe failed: %s", self.device, exc)
+            return "error"
+
     def health(self) -> dict:
         checks: dict[str, dict] = {}
         try:
@@ -544,7 +584,7 @@ class ImageEngine:
             checks["database"] = {"status": "error", "detail": exc.__class__.__name__}
         checks["storage"] = {"status": "ok" if self.store.writable() else "error",
                              "enabled": bool(self.runtime.get("storage_enabled"))}
-        checks["device"] = {"status": "ok", "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
+        checks["device"] = {"status": self._probe_device(), "device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
                             "loaded_models": [p.spec.slug for p in self.pipelines.loaded()],
                             "loaded_bytes": self.pipelines.used_bytes(),
                             "budget_bytes": self.pipelines.budget_bytes}
@@ -552,7 +592,9 @@ class ImageEngine:
             checks["device"] |= {"gpu": torch.cuda.get_device_name(0),
                                  "gpu_allocated_bytes": torch.cuda.memory_allocated(),
                                  "gpu_reserved_bytes": torch.cuda.memory_reserved()}
+        running = [task.started_at for task in self.worker.current if task.started_at]
         checks["worker"] = {"status": "ok" if self.worker.alive else "error", "queue_depth": self.worker.depth(),
-                            "busy": bool(self.worker.current), "batches": self.worker.batches}
+                            "busy": bool(self.worker.current), "batches": self.worker.batches,
+                            "busy_for_s": round(time.time() - min(running), 1) if running else 0.0}
         healthy = all(c["status"] == "ok" for c in checks.values())
         return {"status": "healthy" if healthy else "degraded", "checks": checks}

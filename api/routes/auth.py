@@ -41,7 +41,7 @@ def login(body: LoginRequest, request: Request, engine: EngineDep):
     """Returns `access_token` (send as `Authorization: Bearer …`), `token_type` and `expires_in` seconds."""
     user = engine.sign_in(body.email, body.password, request.client.host if request.client else "?")
     ttl = engine.settings.jwt_ttl_minutes
-    token = create_access_token(user, engine.secret_key, ttl)
+    token = create_access_token(user, engine.keys.session_tokens, ttl)
     return ok({"access_token": token, "token_type": "bearer", "expires_in": ttl * 60,
                "user": {"id": user.id, "email": user.email, "is_admin": user.is_admin}})
 
@@ -50,3 +50,14 @@ def login(body: LoginRequest, request: Request, engine: EngineDep):
 def me(user: CurrentUser):
     return ok({"id": user.id, "email": user.email, "name": user.name, "is_admin": user.is_admin,
                "workspace_id": user.workspace_id})
+
+
+class RevokedData(BaseModel):
+    revoked: bool = Field(description="Every session token of this user stopped working (API keys are unaffected)")
+
+
+@router.post("/logout", response_model=Envelope[RevokedData], responses=error_responses(401))
+def logout(user: CurrentUser, engine: EngineDep):
+    """Sign out everywhere: every session token (and studio session) of the caller stops working at once."""
+    engine.accounts.revoke_sessions(user.id)
+    return ok({"revoked": True})

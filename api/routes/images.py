@@ -69,7 +69,10 @@ def get_image(image_id: str, request: Request, engine: EngineDep,
               expires: int | None = None, signature: str | None = None):
     """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`)."""
     if signature is not None and expires is not None:
-        if not valid_signature(image_id, expires, signature, engine.secret_key):
+        # Links made before per-use keys were signed with the server secret itself: they keep working until
+        # they expire (30 days at most), so links already put into posts don't break on an upgrade.
+        if not any(valid_signature(image_id, expires, signature, key)
+                   for key in (engine.keys.image_links, engine.secret_key)):
             raise NotFound(f"no image '{image_id}'")  # an expired or forged link reveals nothing
         record = engine.gallery.get(image_id, None)
     else:

@@ -135,6 +135,8 @@ def set_user_active(session: Session, user_id: str, active: bool) -> User:
     if not active and user.is_admin and _other_active_admins(session, user.id) == 0:
         raise Conflict("the last active administrator can't be disabled")
     user.is_active = bool(active)
+    if not active:  # its sessions end now, not when their tokens expire
+        user.token_version += 1
     return _save(session, user)
 
 

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from engine.accounts import admin
 from engine.accounts.users import (create_api_key, create_user, hash_password, list_api_keys, normalize_email,
-                                   revoke_api_key, verify_password)
+                                   revoke_api_key, revoke_sessions, verify_password)
 from engine.data.db import read_scope, session_scope
 from engine.data.tables import ApiKey, User
 from engine.errors import InvalidRequest, NotFound
@@ -45,7 +45,7 @@ class Accounts:
             session.refresh(user)
             return user
 
-    def change_password(self, user_id: str, current: str, new: str) -> None:
+    def change_password(self, user_id: str, current: str, new: str) -> User:
         """Set a new password after checking the current one (a user without one may set one)."""
         password_hash = hash_password(new)  # refuses a too-short password before anything else
         with session_scope(self._db) as session:
@@ -55,8 +55,16 @@ class Accounts:
             if user.password_hash and not verify_password(user.password_hash, current):
                 raise InvalidRequest("the current password is wrong", param="current_password")
             user.password_hash = password_hash
+            user.token_version += 1  # a new password signs every other session out
             session.add(user)
             session.commit()
+            session.refresh(user)
+            return user
+
+    def revoke_sessions(self, user_id: str) -> None:
+        """Sign the user out everywhere: every session token and studio session stops working."""
+        with session_scope(self._db) as session:
+            revoke_sessions(session, user_id)
 
     def api_keys(self, user_id: str | None = None) -> list[ApiKey]:
         with read_scope(self._db) as session:

@@ -210,7 +210,7 @@ def create_access_token(user: User, secret: str, ttl_minutes: int) -> str:
 
     now = utcnow()
     claims = {"sub": user.id, "iat": int(now.timestamp()), "exp": int(now.timestamp()) + ttl_minutes * 60,
-              "typ": "session"}
+              "typ": "session", "ver": user.token_version}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -226,4 +226,12 @@ def user_from_access_token(session: Session, token: str, secret: str) -> User:
     user = session.get(User, claims["sub"])
     if user is None or not user.is_active or claims.get("typ") != "session":
         raise Unauthenticated("invalid API key or session token")
+    if claims.get("ver", 0) != user.token_version:
+        raise Unauthenticated("the session token was revoked; sign in again")
     return user
+
+
+def revoke_sessions(session: Session, user_id: str) -> None:
+    """Every session token and studio session of the user stops working (API keys are revoked one by one)."""
+    session.exec(update(User).where(User.id == user_id).values(token_version=User.token_version + 1))
+    session.commit()

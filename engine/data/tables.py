@@ -55,6 +55,8 @@ class User(UserBase, table=True):
     is_active: bool = True
     preferences: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+    # Session tokens and studio sessions carry the version they were made at; raising it revokes them all.
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class UserPublic(UserBase):

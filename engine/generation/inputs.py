@@ -248,6 +248,13 @@ def is_never_fetchable(ip: str) -> bool:
                for a in candidates)
 
 
+def check_service_url(url: str, field: str = "base_url", resolver: Resolver = socket.getaddrinfo) -> None:
+    """An admin-configured service URL (a text model's ``base_url``): http(s), no credentials in it, and none of
+    its addresses a cloud metadata or link-local one. Private hosts are fine: a local model server is the point."""
+    fetcher = SafeFetcher(InputLimits(allow_private_hosts=True), resolver=resolver)
+    fetcher._resolve(fetcher._parse_url(url, field), field)
+
+
 def is_public_address(ip: str) -> bool:
     """True only for globally routable unicast addresses, also looking inside IPv6 forms that embed an IPv4."""
     try:

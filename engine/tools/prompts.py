@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from engine.errors import InvalidRequest
+from engine.generation.inputs import check_service_url
 
 log = logging.getLogger(__name__)
 
@@ -551,11 +553,13 @@ class PromptEnhancer:
 
     LOCAL_MAX_NEW_TOKENS = 160  # a prompt, not an essay; keeps CPU generation short
 
-    def __init__(self, config: TextModelConfig, http_client: httpx.Client | None = None):
+    def __init__(self, config: TextModelConfig, http_client: httpx.Client | None = None,
+                 resolver=socket.getaddrinfo):
         if config.provider not in PROVIDERS:
             raise InvalidRequest(f"unknown text model provider {config.provider!r}; valid providers: "
                                  f"{', '.join(PROVIDERS)}", field="provider")
         self.config = config
+        self._resolver = resolver  # how base_url's host is looked up before every call
         self._owns_http = http_client is None and config.provider == "openai"
         # Made once here, not on first use: one enhancer serves many request threads.
         self._http = httpx.Client(timeout=config.timeout_s) if self._owns_http else http_client
@@ -581,7 +585,7 @@ class PromptEnhancer:
                     reason = str(exc)
                 except Exception as exc:  # a broken model must not break prompt enhancement
                     log.exception("text model %s failed", provider)
-                    reason = f"{provider} text model failed: {type(exc).__name__}: {exc}"
+                    reason = f"the {provider} text model failed (details in the server log)"
             log.warning("prompt enhancement fell back to the built-in enhancer: %s", reason)
         return EnhancedPrompt(prompt=enhance_prompt_builtin(text, tone_name), original=text, tone=tone_name,
                               source="builtin", fallback_reason=reason)
@@ -612,10 +616,15 @@ class PromptEnhancer:
             ],
         }
         url = f"{config.base_url.rstrip('/')}/chat/completions"
+        try:  # the same address rules as every outbound call: never a metadata or link-local address
+            check_service_url(url, resolver=self._resolver)
+        except InvalidRequest as exc:
+            raise TextModelError(f"the text model's base_url is refused: {exc.message}") from exc
         try:
             response = self._http.post(url, json=payload, headers=headers, timeout=config.timeout_s)
         except httpx.HTTPError as exc:
-            raise TextModelError(f"openai text model request failed: {type(exc).__name__}: {exc}") from exc
+            log.warning("text model request to %s failed: %s", config.base_url, exc)
+            raise TextModelError(f"openai text model request failed ({type(exc).__name__})") from exc
         if response.status_code != 200:
             raise TextModelError(f"openai text model returned HTTP {response.status_code}")
         try:
@@ -634,7 +643,8 @@ class PromptEnhancer:
         try:
             tokenizer, model = _load_local_model(self.config.local_path)
         except (OSError, ValueError) as exc:
-            raise TextModelError(f"transformers text model could not be loaded: {exc}") from exc
+            log.warning("transformers text model at %s could not be loaded: %s", self.config.local_path, exc)
+            raise TextModelError("transformers text model could not be loaded (details in the server log)") from exc
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": system_message(tone)},
                         {"role": "user", "content": _user_message(prompt, tone)}]

@@ -64,11 +64,14 @@ def test_login_gives_a_jwt_accepted_where_keys_are(client, user_and_key, engine)
 
 def test_expired_or_forged_tokens_fail(client, user_and_key, engine):
     user = user_and_key[0]
-    secret = engine.secret_key
+    secret = engine.keys.session_tokens
     expired = jwt.encode({"sub": user.id, "exp": int(time.time()) - 5, "typ": "session"}, secret, algorithm="HS256")
     forged = jwt.encode({"sub": user.id, "exp": int(time.time()) + 600, "typ": "session"}, "guess", algorithm="HS256")
     none_alg = jwt.encode({"sub": user.id, "exp": int(time.time()) + 600, "typ": "session"}, None, algorithm="none")
-    for token, fragment in ((expired, "expired"), (forged, "invalid"), (none_alg, "invalid")):
+    # Signed with the server secret itself, not the session-token key derived from it: refused too.
+    raw_secret = jwt.encode({"sub": user.id, "exp": int(time.time()) + 600, "typ": "session"}, engine.secret_key,
+                            algorithm="HS256")
+    for token, fragment in ((expired, "expired"), (forged, "invalid"), (none_alg, "invalid"), (raw_secret, "invalid")):
         response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401 and fragment in response.json()["error"]["message"]
 

@@ -151,6 +151,6 @@ def test_admin_chosen_text_model_is_used(client, auth, engine):
         return httpx.Response(200, json={"choices": [{"message": {"content": "A weathered sailor, dramatic light"}}]})
 
     engine.text_model_http = httpx.Client(transport=httpx.MockTransport(handler))
-    engine.runtime.set("text_model", {"provider": "openai", "base_url": "http://llm.local/v1", "model": "tiny"})
+    engine.runtime.set("text_model", {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "tiny"})
     data = client.post("/api/v1/prompt/enhance", json={"prompt": "a sailor"}, headers=auth).json()["data"]
     assert data["source"] == "openai" and data["prompt"] == "A weathered sailor, dramatic light"

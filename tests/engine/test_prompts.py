@@ -1,6 +1,7 @@
 """Prompt builder, built-in enhancer and text-model enhancers (mocked HTTP, a tiny local GPT-2)."""
 
 import json
+import socket
 
 import httpx
 import pytest
@@ -205,10 +206,49 @@ def test_unknown_provider():
     assert err.value.field == "provider"
 
 
-def openai_enhancer(handler, api_key: str | None = "sk-test") -> PromptEnhancer:
-    config = TextModelConfig(provider="openai", base_url="http://llm.local/v1/", api_key=api_key,
+def lan_resolver(address: str = "10.0.0.5"):
+    """llm.local, as a LAN's DNS would answer for it."""
+    return lambda host, port, *_args: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+
+def openai_enhancer(handler, api_key: str | None = "sk-test", base_url: str = "http://llm.local/v1/",
+                    resolver=None) -> PromptEnhancer:
+    config = TextModelConfig(provider="openai", base_url=base_url, api_key=api_key,
                              model="tiny-chat", timeout_s=3)
-    return PromptEnhancer(config, http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    return PromptEnhancer(config, http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+                          resolver=resolver or lan_resolver())
+
+
+@pytest.mark.parametrize(("base_url", "address"), [("http://metadata.example/v1", "169.254.169.254"),
+                                                   ("http://llm.local/v1", "fe80::1"),
+                                                   ("http://[fd00:ec2::254]/v1", None),
+                                                   ("http://user:pw@llm.local/v1", None)])
+def test_a_text_model_base_url_never_reaches_metadata_addresses(base_url, address):
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return reply_with("never")
+
+    resolver = lan_resolver(address) if address else None
+    result = openai_enhancer(handler, base_url=base_url, resolver=resolver).enhance("a fox", "cinematic")
+    assert result.source == "builtin" and "base_url is refused" in result.fallback_reason and calls == []
+
+
+def test_a_text_model_on_the_lan_or_this_box_is_fine():
+    for address in ("10.0.0.5", "127.0.0.1", "192.168.1.20"):
+        result = openai_enhancer(lambda r: reply_with("a fox, golden hour"),
+                                 resolver=lan_resolver(address)).enhance("a fox", "cinematic")
+        assert result.source == "openai"
+
+
+def test_a_failing_text_model_does_not_leak_its_error_text():
+    def handler(request):
+        raise httpx.ConnectError("connect to 10.9.8.7:5000 failed: secret-internal-host")
+
+    result = openai_enhancer(handler).enhance("a fox", "cinematic")
+    assert result.source == "builtin" and "10.9.8.7" not in result.fallback_reason
+    assert "secret-internal-host" not in result.fallback_reason
 
 
 def reply_with(content) -> httpx.Response:

@@ -48,7 +48,8 @@ def test_housekeeping_forgets_expired_results_and_idempotency_records(engine):
                                       created_at=utcnow() - IDEMPOTENCY_TTL - timedelta(seconds=1)))
         session.add(IdempotencyRecord(user_id="u", key="new", endpoint="/x", body_hash="h"))
         session.commit()
-    assert engine.housekeeping() == {"results": 1, "idempotency_records": 1, "sign_in_attempts": 0}
+    assert engine.housekeeping() == {"results": 1, "idempotency_records": 1, "sign_in_attempts": 0,
+                                     "api_log_rows": 0}
     assert engine.results.get("job_new") == b"new"
     with session_scope(engine.db) as session:
         assert [r.key for r in session.exec(select(IdempotencyRecord))] == ["new"]

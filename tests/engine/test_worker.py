@@ -74,8 +74,14 @@ def test_cancelled_job_is_recorded_and_its_callbacks_run_outside_the_lock(engine
     from tests.conftest import make_user
 
     user, _ = make_user(engine, "q@example.com")
-    gate = threading.Event()
-    engine.worker.submit(Task(id="gate", owner="gate", run=lambda t: gate.wait(10)))
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(_task):
+        holding.set()
+        gate.wait(10)
+
+    engine.worker.submit(Task(id="gate", owner="gate", run=hold))
+    assert holding.wait(10)  # the worker is busy: the next job stays queued
     task = engine.submit_generation(user, GenerationParams(prompt="x", model="tiny-sd", width=256, height=256))
     seen = []
     # A callback that needs the worker (as refunds and polling do) must not deadlock.

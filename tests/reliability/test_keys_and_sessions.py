@@ -100,7 +100,7 @@ def test_session_tokens_expire(client, engine, monkeypatch):
     engine.settings.jwt_ttl_minutes = 30
     data = login(client, user.email).json()["data"]
     token = {"Authorization": f"Bearer {data['access_token']}"}
-    claims = jwt.decode(data["access_token"], engine.secret_key, algorithms=["HS256"])
+    claims = jwt.decode(data["access_token"], engine.keys.session_tokens, algorithms=["HS256"])
     assert claims["exp"] - claims["iat"] == 30 * 60 == data["expires_in"] and claims["typ"] == "session"
     assert client.get("/api/v1/auth/me", headers=token).status_code == 200
 

@@ -209,3 +209,118 @@ def test_ints_still_count_as_floats(client, engine, user_and_key, auth):
     set_plan(engine, user_and_key[0])
     response = client.post("/api/v1/generate", headers=auth, json={"prompt": "x", **SMALL, "guidance_scale": 5})
     assert response.status_code == 200 and response.json()["data"]["guidance_scale"] == 5.0
+
+
+# -- 10. one error policy, a real health check, log retention, revocable sessions, separate keys, secrets at rest
+
+def test_an_internal_failure_shows_a_safe_message_and_logs_the_traceback(client, engine, user_and_key, auth,
+                                                                         monkeypatch, caplog):
+    set_plan(engine, user_and_key[0])
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("CUDA error at /home/ops/secret-model-dir/unet.py:42")
+
+    monkeypatch.setattr("engine.service.run_pipeline", broken)
+    response = client.post("/api/v1/generate", headers=auth, json={"prompt": "x", **SMALL})
+    error = refused(response, 500, "generation_failed")
+    assert "secret-model-dir" not in response.text and "internal error" in error["message"]
+    job_id = client.post("/api/v1/generate", headers=auth, json={"prompt": "x", **SMALL, "async": True}).json()[
+        "data"]["job_id"]
+    deadline = time.monotonic() + 30
+    while (job := client.get(f"/api/v1/jobs/{job_id}", headers=auth).json()["data"])["status"] in ("queued",
+                                                                                                   "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert job["status"] == "failed" and "secret-model-dir" not in job["error"] and job_id in job["error"]
+    assert "secret-model-dir" in caplog.text and "Traceback" in caplog.text
+
+
+def test_health_probes_the_device_and_reports_the_worker(client, engine, monkeypatch):
+    checks = client.get("/api/v1/health").json()["data"]["checks"]
+    assert checks["device"]["status"] == "ok" and "busy_for_s" in checks["worker"]
+
+    def lost(*_args, **_kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr("engine.service.torch.ones", lost)
+    response = client.get("/api/v1/health")
+    assert response.status_code == 503 and response.json()["status"] == "degraded"
+    assert response.json()["data"]["checks"]["device"]["status"] == "error"
+
+
+def test_old_api_log_rows_are_removed(client, engine, auth):
+    from engine.data.tables import ApiLog
+
+    client.get("/api/v1/usage", headers=auth)
+    with session_scope(engine.db) as session:
+        session.add(ApiLog(method="GET", endpoint="/api/v1/usage", status=200, duration_ms=1, request_id="old",
+                           created_at=datetime.now(UTC) - timedelta(days=engine.settings.log_retention_days + 1)))
+        session.commit()
+    assert engine.housekeeping()["api_log_rows"] == 1
+    with session_scope(engine.db) as session:
+        assert [row.request_id for row in session.exec(select(ApiLog)).all() if row.request_id == "old"] == []
+        assert session.exec(select(ApiLog)).all()  # the recent ones stay
+    engine.settings.log_retention_days = 0
+    assert engine.housekeeping()["api_log_rows"] == 0
+
+
+def test_session_tokens_can_be_revoked(client, engine):
+    from engine.accounts.users import hash_password
+    from tests.api.helpers import set_user
+    from tests.conftest import make_user
+
+    user, _ = make_user(engine, "rev@example.com")
+    set_user(engine, user, password_hash=hash_password("correct horse battery"))
+    tokens = [client.post("/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"})
+              .json()["data"]["access_token"] for _ in range(2)]
+    headers = [{"Authorization": f"Bearer {token}"} for token in tokens]
+    assert all(client.get("/api/v1/auth/me", headers=h).status_code == 200 for h in headers)
+    assert client.post("/api/v1/auth/logout", headers=headers[0]).json()["data"] == {"revoked": True}
+    for h in headers:
+        error = refused(client.get("/api/v1/auth/me", headers=h), 401, "unauthorized")
+        assert "revoked" in error["message"]
+    fresh = client.post("/api/v1/auth/login", json={"email": user.email, "password": "correct horse battery"})
+    fresh_headers = {"Authorization": f"Bearer {fresh.json()['data']['access_token']}"}
+    assert client.get("/api/v1/auth/me", headers=fresh_headers).status_code == 200
+    engine.accounts.change_password(user.id, "correct horse battery", "a new long password")
+    refused(client.get("/api/v1/auth/me", headers=fresh_headers), 401, "unauthorized")
+
+
+def test_each_use_has_its_own_key(engine):
+    keys = engine.keys
+    uses = {keys.session_tokens, keys.image_links, keys.studio_cookies, engine.secret_key}
+    assert len(uses) == 4  # no two uses share a key, and none is the server secret itself
+
+
+def test_old_signed_links_keep_working_until_they_expire(client, engine, pro_auth):
+    from engine.storage.gallery import signed_image_path
+
+    image_id = client.post("/api/v1/generate", headers=pro_auth, json={"prompt": "linked", **SMALL}).json()[
+        "data"]["id"]
+    assert client.get(signed_image_path(image_id, engine.secret_key)).status_code == 200  # made by 0.1
+    assert client.get(signed_image_path(image_id, engine.keys.image_links)).status_code == 200
+    assert client.get(signed_image_path(image_id, "another-secret")).status_code == 404
+
+
+def test_the_text_model_api_key_is_encrypted_at_rest(engine):
+    from engine.data.tables import AppSetting
+
+    engine.runtime.set("text_model", {"provider": "openai", "base_url": "http://10.0.0.5/v1", "model": "m",
+                                      "api_key": "sk-vendor-very-secret"})
+    with session_scope(engine.db) as session:
+        stored = session.get(AppSetting, "text_model").value
+    assert stored["api_key"].startswith("enc:v1:") and "sk-vendor-very-secret" not in str(stored)
+    assert engine.runtime.get("text_model")["api_key"] == "sk-vendor-very-secret"
+
+
+def test_a_plain_text_key_from_an_earlier_version_is_encrypted_at_start(engine, settings):
+    from engine.data.tables import AppSetting
+    from engine.service import ImageEngine
+
+    with session_scope(engine.db) as session:
+        session.merge(AppSetting(key="text_model", value={"provider": "openai", "api_key": "sk-plain"}))
+        session.commit()
+    restarted = ImageEngine(settings, db=engine.db)
+    with session_scope(engine.db) as session:
+        assert session.get(AppSetting, "text_model").value["api_key"].startswith("enc:v1:")
+    assert restarted.runtime.get("text_model")["api_key"] == "sk-plain"

@@ -39,11 +39,21 @@ FUZZ = hypothesis_settings(max_examples=25, deadline=None, derandomize=True, dat
 MARKER = "owner-only-zebra-marker"  # in the owner's prompts: must never show up in another user's responses
 
 
-def documented_operations() -> list[tuple[str, str]]:
-    """Every documented (method, path), known at collection time from the routers alone."""
+def bare_openapi() -> dict:
+    """The documented API, known at collection time from the routers alone."""
     bare = FastAPI()
     bare.include_router(api_router)
-    return sorted((method.upper(), path) for path, ops in bare.openapi()["paths"].items() for method in ops)
+    return bare.openapi()
+
+
+def documented_operations() -> list[tuple[str, str]]:
+    return sorted((method.upper(), path) for path, ops in bare_openapi()["paths"].items() for method in ops)
+
+
+def queried_paths() -> list[str]:
+    """GET paths that take query parameters, or an image id (which takes a signed link's pair)."""
+    return sorted(path for path, ops in bare_openapi()["paths"].items() if "get" in ops and (
+        "{image_id}" in path or any(p.get("in") == "query" for p in ops["get"].get("parameters", []))))
 
 
 OPERATIONS = documented_operations()
@@ -174,3 +184,52 @@ def test_fuzz_with_another_users_key(world, method, path):
     job = client.get(f"/api/v1/jobs/{world['owned']['job_id']}", headers=world["owner"])
     assert image.status_code == 200 and MARKER.encode() in image.content
     assert job.status_code == 200 and job.json()["data"]["status"] == "succeeded"
+
+
+HOSTILE_TEXT = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF, exclude_categories=["Cs"]),
+            min_size=1, max_size=40),  # non-ASCII, up to the astral planes
+    st.text(min_size=1, max_size=40).map(lambda s: "=\u00e3\u00f2\u00ba" + s),
+    st.sampled_from(["\x00", "%00", "../../etc/passwd", "' OR 1=1 --", "\u202e", "\ufeff", "NaN", "-0", "1e309"]),
+)
+EXTREME_NUMBERS = st.one_of(st.integers(min_value=-(2**80), max_value=2**80), st.sampled_from(
+    [2**31, 2**31 - 1, 2**63, 2**63 - 1, -(2**63), 2**64, 10**30, 2124614731909])).map(str)
+
+
+def query_parameters(world, method: str, path: str) -> list[str]:
+    raw = world["schema"][path][method].definition.raw
+    return [p["name"] for p in raw.get("parameters", []) if p.get("in") == "query"]
+
+
+def path_with_ids(world, path: str) -> str:
+    """The path with the owner's own ids in it (an image's signed link, a job), else a plain id."""
+    for name, value in world["owned"].items():
+        path = path.replace("{" + name + "}", value)
+    return path.replace("{slug}", "tiny-sd").replace("{image_id}", "0").replace("{job_id}", "0")
+
+
+@pytest.mark.parametrize("path", queried_paths())
+def test_fuzz_hostile_query_values(world, path):
+    """Non-ASCII text and extreme numbers in every query parameter (and the signed-link pair on image paths),
+    as no key, the owner and the intruder: never a 5xx."""
+    names = query_parameters(world, "GET", path)
+    value = st.one_of(HOSTILE_TEXT, EXTREME_NUMBERS)
+    required = {}
+    if "{image_id}" in path:  # the signed-link pair, both given, so the signature check really runs
+        required = {"expires": st.one_of(EXTREME_NUMBERS, st.integers(2**31, 2**62).map(str)),
+                    "signature": st.one_of(HOSTILE_TEXT, st.text(max_size=80))}
+    optional = {name: value for name in names if name not in required}
+    client = TestClient(world["app"], raise_server_exceptions=False)  # a crash is a 500 here, as for a client
+    identities = [{}, world["owner"], world["intruder"]]
+
+    @given(values=st.fixed_dictionaries(required, optional=optional),
+           identity=st.sampled_from(range(len(identities))), owned=st.booleans())
+    @FUZZ
+    def run(values, identity, owned):
+        target = path_with_ids(world, path) if owned else path_with_ids({"owned": {}}, path)
+        response = client.get(target, params=values, headers=identities[identity])
+        assert response.status_code < 500, (target, values, response.text)
+        if response.status_code >= 400:
+            assert response.json()["request_id"] == response.headers["x-request-id"]
+
+    run()
