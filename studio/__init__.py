@@ -22,7 +22,7 @@ def mount_studio(app: FastAPI, engine: ImageEngine) -> None:
     pages.register(engine)
     media.register(engine)
     ui.run_with(app, mount_path="/", title="Image Studio", dark=None, favicon=_FAVICON,
-                storage_secret=engine.secret_key, show_welcome_message=False,
+                storage_secret=engine.keys.studio_cookies, show_welcome_message=False,
                 # A browser-session cookie (no Max-Age): closing the browser signs out.
                 session_middleware_kwargs={"max_age": None, "same_site": "lax",
                                            "session_cookie": "imagestudio_session"})

@@ -2,7 +2,8 @@
 
 Nothing here touches the UI: pages call these and show the outcome. Blocking engine calls run in
 threads (``asyncio.to_thread``) and jobs are awaited through their futures, so the event loop that
-serves every browser stays free.
+serves every browser stays free. (Not ``run.io_bound``: that skips its call while the app stops, and
+a charge must be settled even then.)
 """
 
 from __future__ import annotations
@@ -79,10 +80,15 @@ class GenerationRun:
                         step=task.step if task else 0, total=task.total if task else 0,
                         preview=task.preview if task else None)
 
-    def cancel(self) -> None:
+    async def cancel(self) -> None:
+        """Cancel every job of the run: queued ones at once, the running one at its next step."""
         self.cancelled = True
-        for task in self.tasks:
-            self.engine.worker.cancel(task.id)
+        # A queued job that never ran is recorded as cancelled in the database: off the loop.
+        await asyncio.to_thread(self._cancel_jobs, list(self.tasks))
+
+    def _cancel_jobs(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            self.engine.cancel_job(task.id)
 
     async def run(self, on_result: Callable[[GenerationResult, int], Awaitable[None] | None]) -> int:
         """Run every image, calling ``on_result(result, credits)`` as each finishes; returns how many succeeded."""
@@ -91,12 +97,15 @@ class GenerationRun:
         done = 0
         async with metered(self.engine, self.user, requests=len(self.params), credits=sum(self.costs)) as admission:
             try:
-                for params in self.params:
-                    self.tasks.append(await asyncio.to_thread(
+                for params, cost in zip(self.params, self.costs, strict=True):
+                    task = await asyncio.to_thread(
                         self.engine.submit_generation, self.user, params, store=storage["store"], kind=self.kind,
-                        init_image=self.init_image, strength=self.strength))
+                        init_image=self.init_image, strength=self.strength, charge_id=admission.charge_id, cost=cost)
+                    self.tasks.append(task)
+                    if self.cancelled:  # cancelled while this one was being queued
+                        await asyncio.to_thread(self._cancel_jobs, [task])
             except EngineError:
-                self.cancel()  # what was queued would run unpaid: stop it
+                await self.cancel()  # what was queued would run unpaid: stop it
                 raise
             for index, (task, cost) in enumerate(zip(self.tasks, self.costs, strict=True)):
                 self._index = index  # what progress() reports on
@@ -116,15 +125,20 @@ class GenerationRun:
         return done
 
 
-async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt: str = "") -> GenerationResult:
+def _decode(png: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(png))
     image.load()
+    return image
+
+
+async def remove_background(engine: ImageEngine, user: User, png: bytes, prompt: str = "") -> GenerationResult:
+    image = await asyncio.to_thread(_decode, png)
     storage = await asyncio.to_thread(engine.storage_for, user)
     cost = BACKGROUND_REMOVAL_CREDITS
     async with metered(engine, user, credits=cost) as admission:
         # Loading the cut-out model can take a moment the first time: off the event loop.
         task = await asyncio.to_thread(engine.submit_background_removal, user, image, prompt=prompt,
-                                       store=storage["store"])
+                                       store=storage["store"], charge_id=admission.charge_id, cost=cost)
         result = await asyncio.wrap_future(task.future)
         admission.succeeded(images=1, credits=cost)
     return result

@@ -6,7 +6,6 @@ exactly like a missing one.
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 from fastapi import HTTPException
@@ -17,6 +16,7 @@ from PIL import Image
 from engine.errors import NotFound
 from engine.service import ImageEngine
 from studio import auth
+from studio.offload import off_loop
 
 THUMB_PX = 384
 
@@ -37,14 +37,18 @@ def thumbnail(png: bytes, size: int = THUMB_PX) -> bytes:
     return out.getvalue()
 
 
+def owned_png(engine: ImageEngine, image_id: str, user_id: str) -> bytes:
+    """The stored PNG of the user's image (blocking: the database, then the file)."""
+    return engine.gallery.read(engine.gallery.get(image_id, user_id))
+
+
 def register(engine: ImageEngine) -> None:
-    async def owned_png(image_id: str) -> bytes:
-        user = auth.signed_in_user(engine)  # here, not in the thread: the session is bound to this request
+    async def owned_png_of_session(image_id: str) -> bytes:
+        user = await auth.signed_in_user(engine)  # the session is bound to this request: read it on the loop
         if user is None:
             raise HTTPException(404)
         try:
-            record = engine.gallery.get(image_id, user.id)
-            return await asyncio.to_thread(engine.gallery.read, record)
+            return await off_loop(owned_png, engine, image_id, user.id)
         except NotFound as exc:
             raise HTTPException(404) from exc
 
@@ -52,9 +56,9 @@ def register(engine: ImageEngine) -> None:
 
     @app.get("/studio/media/{image_id}.png", include_in_schema=False)
     async def full_image(image_id: str) -> Response:
-        return Response(await owned_png(image_id), media_type="image/png", headers=headers)
+        return Response(await owned_png_of_session(image_id), media_type="image/png", headers=headers)
 
     @app.get("/studio/media/{image_id}/thumb.webp", include_in_schema=False)
     async def thumb_image(image_id: str) -> Response:
-        png = await owned_png(image_id)
-        return Response(await asyncio.to_thread(thumbnail, png), media_type="image/webp", headers=headers)
+        png = await owned_png_of_session(image_id)
+        return Response(await off_loop(thumbnail, png), media_type="image/webp", headers=headers)

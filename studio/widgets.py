@@ -37,7 +37,11 @@ class ModelChoice:
 
 
 def model_choices(engine: ImageEngine) -> list[ModelChoice]:
-    """Every model, usable ones first (loaded, ready, downloadable), then the unavailable ones."""
+    """Every model, usable ones first (loaded, ready, downloadable), then the unavailable ones.
+
+    Blocking (the catalog's custom models are in the database; a model's state looks for its files on disk):
+    call it off the event loop, ``await off_loop(model_choices, engine)``.
+    """
     order = [WeightsState.LOADED, WeightsState.READY, WeightsState.DOWNLOADABLE, WeightsState.UNAVAILABLE]
     choices = [ModelChoice(spec, *engine.pipelines.state(spec)) for spec in engine.catalog.all()]
     return sorted(choices, key=lambda c: order.index(c.state))
@@ -54,8 +58,6 @@ def default_model(engine: ImageEngine, choices: list[ModelChoice], preferred: st
 def state_chip(state: str) -> ui.chip:
     return ui.chip(STATE_LABEL[state], color=STATE_COLOR[state], text_color="white").props("dense square") \
         .classes("text-xs")
-
-
 
 
 def when(moment: datetime | None) -> str:

@@ -53,7 +53,7 @@ class Accounts:
             if user is None:
                 raise NotFound("no such user")
             if user.password_hash and not verify_password(user.password_hash, current):
-                raise InvalidRequest("the current password is wrong", param="current_password")
+                raise InvalidRequest("the current password is wrong", field="current_password")
             user.password_hash = password_hash
             user.token_version += 1  # a new password signs every other session out
             session.add(user)

@@ -1,28 +1,30 @@
 """Admin (/admin, admins only): users and workspaces, plans, models, and server settings.
 
 The page checks ``is_admin`` on load, and every action checks it again against the database
-(``Guard(admin=True)``), so a demoted admin's open page can't change anything.
+(``Guard(admin=True)``), so a demoted admin's open page can't change anything. Every read and change goes
+through the engine (``engine.admin``, ``engine.runtime``, the pipelines), off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from nicegui import ui
-from sqlalchemy import func
-from sqlmodel import col, select
 
-from engine.accounts import admin
-from engine.data.db import session_scope
+from engine.accounts.admin import AccountRow
+from engine.data.tables import Plan
 from engine.errors import EngineError, InvalidRequest
-from engine.data.tables import ImageRecord, Plan, User
+from engine.generation.catalog import ModelSpec
 from engine.generation.pipelines import WeightsState
-from engine.tools.prompts import PROVIDERS
 from engine.service import ImageEngine
+from engine.tools.prompts import PROVIDERS
 from studio import auth
 from studio.layout import avatar, card, frame
-from studio.widgets import model_choices, size_text, state_chip
+from studio.offload import off_loop
+from studio.widgets import ModelChoice, model_choices, size_text, state_chip
 
 ORIGIN = re.compile(r"^https?://[^/\s]+$")
 PLAN_NUMBERS = (("requests_per_minute", "Requests / minute"), ("requests_per_day", "Requests / day"),
@@ -33,10 +35,11 @@ PLAN_NUMBERS = (("requests_per_minute", "Requests / minute"), ("requests_per_day
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/admin", title="Admin · Image Studio")
-    def admin_page():
-        user = auth.require_admin(engine, "/admin")
+    async def admin_page():
+        user = await auth.require_admin(engine, "/admin")
         if user is None:
             return
+        data = await off_loop(admin_data, engine)  # everything the tabs show first, read before building them
         with frame(user, "/admin", "Admin", "People, plans, models and server settings."):
             guard = auth.Guard(engine, user, admin=True)
             tabs = ui.tabs().props("dense align=left no-caps inline-label mobile-arrows outside-arrows") \
@@ -48,22 +51,36 @@ def register(engine: ImageEngine) -> None:
                 ui.tab("server", "Server", icon="settings").mark("tab-server")
             with ui.tab_panels(tabs, value="users").classes("w-full bg-transparent").props("keep-alive"):
                 with ui.tab_panel("users").classes("p-0 pt-2"):
-                    UsersTab(engine, guard)
+                    UsersTab(engine, guard, *data.accounts)
                 with ui.tab_panel("plans").classes("p-0 pt-2"):
-                    PlansTab(engine, guard)
+                    PlansTab(engine, guard, *data.plans)
                 with ui.tab_panel("models").classes("p-0 pt-2"):
-                    ModelsTab(engine, guard)
+                    ModelsTab(engine, guard, data.models)
                 with ui.tab_panel("server").classes("p-0 pt-2"):
-                    ServerTab(engine, guard)
+                    ServerTab(engine, guard, data.runtime, data.stored)
 
 
-def _run(guard: auth.Guard, change, done: str | None = None) -> bool:
-    """Run an admin change (a function of a Session) if the caller is still an admin; report the outcome."""
-    if guard.user() is None:
+@dataclass
+class AdminData:
+    accounts: tuple[list[AccountRow], dict[str, str]]  # UsersTab.read
+    plans: tuple[list[Plan], dict[str, int]]  # PlansTab.read
+    models: ModelsView  # ModelsTab.read
+    runtime: dict[str, Any]  # engine.runtime.all()
+    stored: tuple[int, int]  # engine.admin.stored_images()
+
+
+def admin_data(engine: ImageEngine) -> AdminData:
+    """What the admin page shows when it opens (blocking: the database and the disk; call it off the loop)."""
+    return AdminData(accounts=UsersTab.read(engine), plans=PlansTab.read(engine), models=ModelsTab.read(engine),
+                     runtime=engine.runtime.all(), stored=engine.admin.stored_images())
+
+
+async def _run(guard: auth.Guard, change: Callable[..., Any], *args, done: str | None = None) -> bool:
+    """Run an admin change (an engine call, off the loop) if the caller is still an admin; report the outcome."""
+    if await guard.user() is None:
         return False
     try:
-        with session_scope(guard.engine.db) as session:
-            change(session)
+        await off_loop(change, *args)
     except EngineError as exc:
         ui.notify(exc.message, type="negative")
         return False
@@ -75,7 +92,9 @@ def _run(guard: auth.Guard, change, done: str | None = None) -> bool:
 # -- users and workspaces --------------------------------------------------------------------------
 
 class UsersTab:
-    def __init__(self, engine: ImageEngine, guard: auth.Guard):
+    """Drawn from rows read off the loop: at first by the page, then by ``await refresh()``."""
+
+    def __init__(self, engine: ImageEngine, guard: auth.Guard, rows: list[AccountRow], plans: dict[str, str]):
         self.engine, self.guard = engine, guard
         self.dialogs = ui.element("div")
         with ui.row().classes("w-full items-center gap-3"):
@@ -84,18 +103,29 @@ class UsersTab:
             ui.button("Add user", icon="person_add", on_click=self.add_dialog).props("unelevated no-caps") \
                 .mark("add-user")
         self.list_box = ui.column().classes("w-full gap-3 pt-3")
-        self.refresh()
+        self._shown = 0  # the newest refresh; an older one that answers late draws nothing
+        self._draw(rows, plans)
 
-    def refresh(self, _=None) -> None:
-        with session_scope(self.engine.db) as session:
-            rows = admin.list_accounts(session, (self.search.value or "").strip() or None)
-            plans = {p.slug: p.name for p in admin.list_plans(session)}
+    @staticmethod
+    def read(engine: ImageEngine, query: str | None = None) -> tuple[list[AccountRow], dict[str, str]]:
+        """The accounts matching ``query`` and the plans' names (blocking: call it off the loop)."""
+        return engine.admin.list_accounts(query), {p.slug: p.name for p in engine.admin.list_plans()}
+
+    async def refresh(self, _=None) -> None:
+        self._shown += 1
+        mine = self._shown
+        rows, plans = await off_loop(self.read, self.engine, (self.search.value or "").strip() or None)
+        if mine != self._shown or self.list_box.is_deleted:
+            return
+        self._draw(rows, plans)
+
+    def _draw(self, rows: list[AccountRow], plans: dict[str, str]) -> None:
         self.list_box.clear()
         with self.list_box:
             for row in rows:
                 self._row(row, plans)
 
-    def _row(self, row: admin.AccountRow, plans: dict[str, str]) -> None:
+    def _row(self, row: AccountRow, plans: dict[str, str]) -> None:
         user, workspace = row.user, row.workspace
         email = user.email
         with ui.row().classes("studio-card w-full items-center gap-x-4 gap-y-2 p-3 sm:p-4").mark(f"account-{email}"):
@@ -124,28 +154,28 @@ class UsersTab:
             ui.switch("Can sign in", value=user.is_active,
                       on_change=lambda e, u=user.id: self.set_active(u, e.value)).mark(f"active-{email}")
 
-    def set_plan(self, workspace_id: str, slug: str) -> None:
-        _run(self.guard, lambda s: admin.set_plan(s, workspace_id, slug), "Plan changed.")
+    async def set_plan(self, workspace_id: str, slug: str) -> None:
+        await _run(self.guard, self.engine.admin.set_plan, workspace_id, slug, done="Plan changed.")
 
-    def set_credits(self, workspace_id: str, value) -> None:
+    async def set_credits(self, workspace_id: str, value) -> None:
         credits = int(value) if value is not None else -1
-        _run(self.guard, lambda s: admin.set_credits(s, workspace_id, credits), "Credits set.")
+        await _run(self.guard, self.engine.admin.set_credits, workspace_id, credits, done="Credits set.")
 
-    def set_suspended(self, workspace_id: str, suspended: bool) -> None:
-        if _run(self.guard, lambda s: admin.set_suspended(s, workspace_id, suspended),
-                "Suspended: its API keys and generations are refused." if suspended else "Suspension lifted."):
-            self.refresh()
+    async def set_suspended(self, workspace_id: str, suspended: bool) -> None:
+        if await _run(self.guard, self.engine.admin.set_suspended, workspace_id, suspended,
+                      done="Suspended: its API keys and generations are refused." if suspended
+                      else "Suspension lifted."):
+            await self.refresh()
 
-    def set_active(self, user_id: str, active: bool) -> None:
-        _run(self.guard, lambda s: admin.set_user_active(s, user_id, active),
-             "Sign-in and API keys enabled." if active else "Sign-in and API keys disabled.")
-        self.refresh()  # also puts a refused switch back
+    async def set_active(self, user_id: str, active: bool) -> None:
+        await _run(self.guard, self.engine.admin.set_user_active, user_id, active,
+                   done="Sign-in and API keys enabled." if active else "Sign-in and API keys disabled.")
+        await self.refresh()  # also puts a refused switch back
 
-    def add_dialog(self) -> None:
-        if self.guard.user() is None:
+    async def add_dialog(self) -> None:
+        if await self.guard.user() is None:
             return
-        with session_scope(self.engine.db) as session:
-            plans = {p.slug: p.name for p in admin.list_plans(session)}
+        plans = {p.slug: p.name for p in await off_loop(self.engine.admin.list_plans)}
         self.dialogs.clear()
         with self.dialogs, ui.dialog() as dialog, ui.card().classes("w-full max-w-md p-6 gap-3"):
             ui.label("Add a user").classes("text-lg font-semibold")
@@ -158,44 +188,52 @@ class UsersTab:
             is_admin = ui.checkbox("Administrator").mark("new-user-admin")
 
             async def create() -> None:
-                if self.guard.user() is None:
+                if await self.guard.user() is None:
                     return
                 try:
-                    await asyncio.to_thread(self._create, email.value or "", password.value or "",
-                                            (name.value or "").strip(), bool(is_admin.value), plan.value)
+                    await off_loop(self.engine.admin.create_account, email.value or "", password.value or "",
+                                   name=(name.value or "").strip(), is_admin=bool(is_admin.value),
+                                   plan_slug=plan.value)
                 except EngineError as exc:
                     ui.notify(exc.message, type="negative")
                     return
                 dialog.close()
                 ui.notify(f"Added {email.value}. Share the password with them privately.", type="positive")
-                self.refresh()
+                await self.refresh()
 
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
                 ui.button("Add user", on_click=create).props("unelevated no-caps").mark("create-user")
         dialog.open()
 
-    def _create(self, email: str, password: str, name: str, is_admin: bool, plan: str) -> User:
-        with session_scope(self.engine.db) as session:
-            return admin.create_account(session, email, password, name=name, is_admin=is_admin, plan_slug=plan)
-
 
 # -- plans -----------------------------------------------------------------------------------------
 
 class PlansTab:
-    def __init__(self, engine: ImageEngine, guard: auth.Guard):
+    def __init__(self, engine: ImageEngine, guard: auth.Guard, plans: list[Plan], members: dict[str, int]):
         self.engine, self.guard = engine, guard
         self.dialogs = ui.element("div")
         with ui.row().classes("w-full justify-end"):
             ui.button("New plan", icon="add", on_click=lambda: self.edit(None)).props("unelevated no-caps") \
                 .mark("new-plan")
         self.list_box = ui.element("div").classes("grid grid-cols-1 md:grid-cols-2 xl:grid-cols-3 gap-3 w-full pt-3")
-        self.refresh()
+        self._shown = 0
+        self._draw(plans, members)
 
-    def refresh(self) -> None:
-        with session_scope(self.engine.db) as session:
-            plans = admin.list_plans(session)
-            members = admin.plan_workspaces(session)
+    @staticmethod
+    def read(engine: ImageEngine) -> tuple[list[Plan], dict[str, int]]:
+        """Every plan and how many workspaces are on each (blocking: call it off the loop)."""
+        return engine.admin.list_plans(), engine.admin.plan_workspaces()
+
+    async def refresh(self) -> None:
+        self._shown += 1
+        mine = self._shown
+        plans, members = await off_loop(self.read, self.engine)
+        if mine != self._shown or self.list_box.is_deleted:
+            return
+        self._draw(plans, members)
+
+    def _draw(self, plans: list[Plan], members: dict[str, int]) -> None:
         self.list_box.clear()
         with self.list_box:
             for plan in plans:
@@ -216,8 +254,8 @@ class PlansTab:
                         ui.label("Storage").classes("studio-muted")
                         ui.label("on" if plan.storage_enabled else "off")
 
-    def edit(self, plan: Plan | None) -> None:
-        if self.guard.user() is None:
+    async def edit(self, plan: Plan | None) -> None:
+        if await self.guard.user() is None:
             return
         self.dialogs.clear()
         with self.dialogs, ui.dialog() as dialog, ui.card().classes("w-full max-w-lg p-6 gap-3"):
@@ -234,41 +272,57 @@ class PlansTab:
                     .props("outlined dense").mark("plan-price")
             storage = ui.switch("Storage", value=plan.storage_enabled if plan else False).mark("plan-storage")
 
-            def save() -> None:
+            async def save() -> None:
                 values = {"slug": slug.value, "name": name.value, "storage_enabled": storage.value,
                           "price_usd_month": float(price.value or 0),
                           **{f: int(n.value) if n.value is not None else -1 for f, n in numbers.items()}}
-                if _run(self.guard, lambda s: admin.save_plan(s, values), "Plan saved."):
+                if await _run(self.guard, self.engine.admin.save_plan, values, done="Plan saved."):
                     dialog.close()
-                    self.refresh()
+                    await self.refresh()
 
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
                 ui.button("Save plan", on_click=save).props("unelevated no-caps").mark("save-plan")
         dialog.open()
 
-    def delete(self, plan: Plan) -> None:
-        if _run(self.guard, lambda s: admin.delete_plan(s, plan.slug), f"Deleted the {plan.name} plan."):
-            self.refresh()
+    async def delete(self, plan: Plan) -> None:
+        if await _run(self.guard, self.engine.admin.delete_plan, plan.slug, done=f"Deleted the {plan.name} plan."):
+            await self.refresh()
 
 
 # -- models ----------------------------------------------------------------------------------------
 
+@dataclass
+class ModelsView:
+    specs: list[ModelSpec]
+    aliases: dict[str, str]  # requested slug -> the model that runs it
+    choices: list[ModelChoice]
+    used: int  # bytes of the loaded models
+    loaded: dict[str, int]  # slug -> bytes
+
+
 class ModelsTab:
-    def __init__(self, engine: ImageEngine, guard: auth.Guard):
+    def __init__(self, engine: ImageEngine, guard: auth.Guard, view: ModelsView):
         self.engine, self.guard = engine, guard
         self.pulls: dict[str, tuple[int, int]] = {}  # slug -> (done, total) bytes of a running pull
         self.bars: dict[str, ui.linear_progress] = {}
         self.memory_box = ui.column().classes("w-full studio-card p-4 gap-2")
         self.alias_box = ui.column().classes("w-full studio-card p-4 gap-2").mark("model-aliases")
         self.list_box = ui.column().classes("w-full gap-3 pt-3")
+        self._shown = 0
         ui.timer(0.5, self._show_pulls)
-        self.refresh()
+        self._draw(view)
 
-    def _aliases_card(self) -> None:
+    @staticmethod
+    def read(engine: ImageEngine) -> ModelsView:
+        """The catalog, the aliases, every model's state and what is loaded (blocking: the database, the disk,
+        and the pipeline manager's lock, which an eviction holds while it frees a model)."""
+        pipelines = engine.pipelines
+        return ModelsView(specs=engine.catalog.all(), aliases=engine.model_aliases(), choices=model_choices(engine),
+                          used=pipelines.used_bytes(), loaded={p.spec.slug: p.bytes for p in pipelines.loaded()})
+
+    def _aliases_card(self, specs: list[ModelSpec], aliases: dict[str, str]) -> None:
         """A requested slug served by a model that runs here (the proprietary ones of the seed API, say)."""
-        specs = self.engine.catalog.all()
-        aliases = self.engine.model_aliases()
         self.alias_box.clear()
         with self.alias_box:
             ui.label("Model aliases").classes("font-semibold")
@@ -288,35 +342,41 @@ class ModelsTab:
                 ui.button("Save alias", on_click=lambda: self.save_alias(slug.value, target.value)) \
                     .props("unelevated no-caps").mark("save-alias")
 
-    def save_alias(self, slug: str | None, target: str | None) -> None:
-        if self.guard.user() is None:
+    async def save_alias(self, slug: str | None, target: str | None) -> None:
+        if await self.guard.user() is None:
             return
         if not slug or not target:
             ui.notify("Choose a slug and the model that runs it.", type="warning")
             return
         try:
-            self.engine.set_model_alias(slug, target)
+            await off_loop(self.engine.set_model_alias, slug, target)
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return
         ui.notify(f"{slug} now runs {target}.", type="positive")
-        self.refresh()
+        await self.refresh()
 
-    def remove_alias(self, slug: str) -> None:
-        if self.guard.user() is None:
+    async def remove_alias(self, slug: str) -> None:
+        if await self.guard.user() is None:
             return
         try:
-            self.engine.remove_model_alias(slug)
+            await off_loop(self.engine.remove_model_alias, slug)
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return
         ui.notify(f"Removed the alias {slug}.", type="positive")
-        self.refresh()
+        await self.refresh()
 
-    def refresh(self) -> None:
-        pipelines = self.engine.pipelines
-        used, budget = pipelines.used_bytes(), pipelines.budget_bytes
-        loaded = {p.spec.slug: p for p in pipelines.loaded()}
+    async def refresh(self) -> None:
+        self._shown += 1
+        mine = self._shown
+        view = await off_loop(self.read, self.engine)
+        if mine != self._shown or self.list_box.is_deleted:
+            return
+        self._draw(view)
+
+    def _draw(self, view: ModelsView) -> None:
+        used, budget, loaded = view.used, self.engine.pipelines.budget_bytes, view.loaded
         self.memory_box.clear()
         with self.memory_box:
             with ui.row().classes("w-full items-center"):
@@ -324,11 +384,11 @@ class ModelsTab:
                 ui.label(f"{size_text(used)} of {size_text(budget)} · {self.engine.device}") \
                     .classes("text-sm studio-muted").mark("memory-use")
             ui.linear_progress(value=used / budget if budget else 0, show_value=False).props("rounded size=8px")
-        self._aliases_card()
+        self._aliases_card(view.specs, view.aliases)
         self.list_box.clear()
         self.bars.clear()
         with self.list_box:
-            for choice in model_choices(self.engine):
+            for choice in view.choices:
                 spec = choice.spec
                 with ui.row().classes("studio-card w-full items-center no-wrap gap-3 p-3 sm:p-4") \
                         .mark(f"model-{spec.slug}"):
@@ -337,7 +397,7 @@ class ModelsTab:
                             ui.label(spec.name).classes("font-medium")
                             state_chip(choice.state)
                             if spec.slug in loaded:
-                                ui.label(size_text(loaded[spec.slug].bytes)).classes("text-xs studio-muted")
+                                ui.label(size_text(loaded[spec.slug])).classes("text-xs studio-muted")
                         ui.label(f"{spec.slug} · {choice.reason or spec.description}") \
                             .classes("text-xs studio-muted")
                         bar = ui.linear_progress(value=0, show_value=False).props("rounded size=6px") \
@@ -364,7 +424,7 @@ class ModelsTab:
                 self.bars[slug].value = done / total
 
     async def pull(self, slug: str) -> None:
-        if self.guard.user() is None or slug in self.pulls:
+        if await self.guard.user() is None or slug in self.pulls:
             return
         self.pulls[slug] = (0, 0)
         self.bars[slug].visible = True
@@ -375,7 +435,7 @@ class ModelsTab:
             self.pulls[slug] = (done, total)
 
         try:
-            await asyncio.to_thread(self.engine.pipelines.pull, slug, progress)
+            await off_loop(self.engine.pipelines.pull, slug, progress)
         except EngineError as exc:
             ui.notify(exc.message, type="negative", multi_line=True)
         except Exception as exc:  # network and disk errors of the hub client
@@ -384,40 +444,39 @@ class ModelsTab:
             ui.notify(f"{slug} is ready.", type="positive")
         finally:
             self.pulls.pop(slug, None)
-            self.refresh()
+        await self.refresh()
 
     async def load(self, slug: str) -> None:
-        if self.guard.user() is None:
+        if await self.guard.user() is None:
             return
         notice = ui.notification(f"Loading {slug}…", spinner=True, timeout=None)
         try:
-            await asyncio.to_thread(self.engine.pipelines.get, slug)
+            await off_loop(self.engine.pipelines.get, slug)
         except EngineError as exc:
             ui.notify(exc.message, type="negative", multi_line=True)
         finally:
             notice.dismiss()
-        self.refresh()
+        await self.refresh()
 
-    def unload(self, slug: str) -> None:
-        if self.guard.user() is None:
+    async def unload(self, slug: str) -> None:
+        if await self.guard.user() is None:
             return
-        self.engine.pipelines.unload(slug)
+        await off_loop(self.engine.pipelines.unload, slug)  # frees the weights (and the GPU's cache)
         ui.notify(f"Unloaded {slug}.")
-        self.refresh()
+        await self.refresh()
 
 
 # -- server settings -------------------------------------------------------------------------------
 
 class ServerTab:
-    def __init__(self, engine: ImageEngine, guard: auth.Guard):
+    def __init__(self, engine: ImageEngine, guard: auth.Guard, runtime: dict[str, Any], stored: tuple[int, int]):
+        """``runtime``: ``engine.runtime.all()``; ``stored``: ``engine.admin.stored_images()`` (read off the loop)."""
         self.engine, self.guard = engine, guard
-        runtime = engine.runtime
+        self.runtime = runtime
+        count, stored_bytes = stored
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-2 gap-5 w-full items-start"):
             with card("Storage", icon="inventory_2"):
-                with session_scope(engine.db) as session:
-                    count, stored = session.exec(select(func.count(), func.coalesce(func.sum(ImageRecord.bytes), 0))
-                                                 .where(col(ImageRecord.file_path).is_not(None))).one()
-                ui.label(f"{count:,} images, {size_text(int(stored))} in {engine.settings.images_dir}") \
+                ui.label(f"{count:,} images, {size_text(stored_bytes)} in {engine.settings.images_dir}") \
                     .classes("text-sm studio-muted break-all")
                 ui.switch("Store generated images (where the plan allows it)",
                           value=bool(runtime.get("storage_enabled")),
@@ -434,13 +493,13 @@ class ServerTab:
             self._text_model_card()
             self._cors_card()
 
-    def set(self, key: str, value) -> bool:
-        if self.guard.user() is None:
+    async def set(self, key: str, value) -> bool:
+        if await self.guard.user() is None:
             return False
         try:
             if key == "max_batch_size" and value < 1:
                 raise InvalidRequest("the batch size must be at least 1", field=key)
-            self.engine.runtime.set(key, value)
+            await off_loop(self.engine.runtime.set, key, value)
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return False
@@ -448,7 +507,7 @@ class ServerTab:
         return True
 
     def _text_model_card(self) -> None:
-        config = dict(self.engine.runtime.get("text_model") or {"provider": "builtin"})
+        config = dict(self.runtime.get("text_model") or {"provider": "builtin"})
         with card("AI tools: prompt enhancement", icon="auto_fix_high"):
             ui.label("The built-in enhancer works offline. An OpenAI-compatible server or a local transformers "
                      "model can write richer prompts; if it fails, the built-in one answers instead.") \
@@ -471,7 +530,7 @@ class ServerTab:
             local_path.bind_visibility_from(provider, "value", value="transformers")
             result = ui.label().classes("text-sm studio-muted").mark("text-try-result")
 
-            def save() -> None:
+            async def save() -> None:
                 chosen = {"provider": provider.value}
                 if provider.value == "openai":
                     chosen |= {"base_url": (base_url.value or "").strip() or None,
@@ -479,15 +538,16 @@ class ServerTab:
                                "api_key": api_key.value or config.get("api_key")}
                 elif provider.value == "transformers":
                     chosen["local_path"] = (local_path.value or "").strip() or None
-                if self.set("text_model", {k: v for k, v in chosen.items() if v is not None}):
+                if await self.set("text_model", {k: v for k, v in chosen.items() if v is not None}):
                     config.clear()
                     config.update(chosen)
                     api_key.value = ""
 
             async def try_it() -> None:
-                if self.guard.user() is None:
+                if await self.guard.user() is None:
                     return
-                enhanced = await asyncio.to_thread(self.engine.prompt_enhancer().enhance, "a cat on a windowsill")
+                # Building the enhancer reads the admin's choice; a remote text model may take seconds to answer.
+                enhanced = await off_loop(lambda: self.engine.prompt_enhancer().enhance("a cat on a windowsill"))
                 result.text = f"{enhanced.source}: {enhanced.prompt}" + (
                     f" (fell back: {enhanced.fallback_reason})" if enhanced.fallback_reason else "")
 
@@ -497,7 +557,7 @@ class ServerTab:
                     .mark("try-text-model")
 
     def _cors_card(self) -> None:
-        runtime = self.engine.runtime
+        runtime = self.runtime
         with card("CORS for the public API", icon="public"):
             ui.label("Off: any website may call the API from a browser with a key. Strict: only the origins below.") \
                 .classes("text-sm studio-muted")
@@ -506,13 +566,13 @@ class ServerTab:
                                   placeholder="https://example.com").props("outlined autogrow") \
                 .classes("w-full").mark("cors-origins")
 
-            def save() -> None:
+            async def save() -> None:
                 listed = [line.strip().rstrip("/") for line in (origins.value or "").splitlines() if line.strip()]
                 bad = [o for o in listed if not ORIGIN.match(o)]
                 if bad:
                     ui.notify(f"Not an origin (scheme://host[:port]): {bad[0]}", type="negative")
                     return
-                if self.set("cors_origins", listed):
-                    self.engine.runtime.set("cors_strict", bool(strict.value))
+                if await self.set("cors_origins", listed):
+                    await off_loop(self.engine.runtime.set, "cors_strict", bool(strict.value))
 
             ui.button("Save", on_click=save).props("unelevated no-caps").mark("save-cors")

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
+from dataclasses import dataclass
 
 from nicegui import ui
-from sqlmodel import col, select
 
-from engine.data.db import session_scope
+from engine.data.tables import ImageRecord, User
 from engine.errors import NotFound
 from engine.generation.params import read_png_metadata
-from engine.data.tables import ImageRecord, User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame
 from studio.media import image_url, thumb_url
+from studio.offload import off_loop
 from studio.widgets import empty_state, size_text, when
 
 PAGE_SIZE = 24
@@ -23,20 +22,46 @@ PAGE_SIZE = 24
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/gallery", title="Gallery · Image Studio")
-    def gallery_page():
-        user = auth.require_user(engine, "/gallery")
+    async def gallery_page():
+        user = await auth.require_user(engine, "/gallery")
         if user is None:
             return
+        data = await off_loop(gallery_data, engine, user)
         with frame(user, "/gallery", "Gallery", "Every image you kept, newest first."):
-            GalleryPage(engine, user)
+            GalleryPage(engine, user, data)
+
+
+@dataclass
+class GalleryData:
+    storage: dict  # engine.storage_for(user)
+    models_used: list[str]
+    rows: list[ImageRecord]  # the first page, newest first
+    total: int
+
+
+def gallery_data(engine: ImageEngine, user: User) -> GalleryData:
+    """What the gallery shows when it opens (blocking: the database; call it off the loop)."""
+    rows, total = engine.gallery.list(user.id, limit=PAGE_SIZE)
+    return GalleryData(storage=engine.storage_for(user), models_used=engine.gallery.models_used(user.id),
+                       rows=rows, total=total)
+
+
+def detail_of(engine: ImageEngine, image_id: str, user_id: str) -> tuple[ImageRecord, bytes, dict]:
+    """The user's stored image, its PNG and the PNG's metadata (blocking: the database, then the file)."""
+    record = engine.gallery.get(image_id, user_id)
+    png = engine.gallery.read(record)
+    return record, png, read_png_metadata(png)
 
 
 class GalleryPage:
-    def __init__(self, engine: ImageEngine, user: User):
+    """Built on the loop from what the page function read off it; ``await refresh()`` reads and draws again."""
+
+    def __init__(self, engine: ImageEngine, user: User, data: GalleryData):
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.page = 1
-        storage = engine.storage_for(user)
+        self._shown = 0  # the newest refresh; an older one that answers late (a search typed on) draws nothing
+        storage = data.storage
         if not storage["store"]:
             reason = ("Storage is off for your plan, so new images are not kept."
                       if not storage["enabled"] else
@@ -50,7 +75,7 @@ class GalleryPage:
                 .props("outlined dense clearable debounce=300").classes("grow min-w-48").mark("search")
             with self.search.add_slot("prepend"):
                 ui.icon("search")
-            models = {"": "All models"} | {slug: slug for slug in self._models_used(user.id)}
+            models = {"": "All models"} | {slug: slug for slug in data.models_used}
             self.model = ui.select(models, value="", label="Model", on_change=self.reset) \
                 .props("outlined dense options-dense").classes("w-56").mark("model-filter")
             self.total_label = ui.label().classes("studio-muted text-sm").mark("gallery-total")
@@ -59,21 +84,24 @@ class GalleryPage:
         self.empty = ui.column().classes("w-full")
         self.pager_box = ui.row().classes("w-full justify-center")
         self.dialogs = ui.element("div")  # the open detail lives here, not inside a tile that a refresh removes
-        self.refresh()
+        self._draw(data.rows, data.total)
 
-    def _models_used(self, user_id: str) -> list[str]:
-        with session_scope(self.engine.db) as session:
-            return sorted(session.exec(select(ImageRecord.model).distinct().where(
-                ImageRecord.user_id == user_id, col(ImageRecord.file_path).is_not(None))).all())
-
-    def reset(self, _=None) -> None:
+    async def reset(self, _=None) -> None:
         self.page = 1
-        self.refresh()
+        await self.refresh()
 
-    def refresh(self) -> None:
-        rows, total = self.engine.gallery.list(self.guard.user_id, query=(self.search.value or "").strip() or None,
-                                               model=self.model.value or None, limit=PAGE_SIZE,
-                                               offset=(self.page - 1) * PAGE_SIZE)
+    async def refresh(self) -> None:
+        self._shown += 1
+        mine = self._shown
+        rows, total = await off_loop(self.engine.gallery.list, self.guard.user_id,
+                                     query=(self.search.value or "").strip() or None,
+                                     model=self.model.value or None, limit=PAGE_SIZE,
+                                     offset=(self.page - 1) * PAGE_SIZE)
+        if mine != self._shown or self.grid.is_deleted:
+            return
+        self._draw(rows, total)
+
+    def _draw(self, rows: list[ImageRecord], total: int) -> None:
         self.total_label.text = f"{total} image{'s' if total != 1 else ''}"
         self.grid.clear()
         with self.grid:
@@ -92,10 +120,10 @@ class GalleryPage:
                 ui.pagination(1, pages, direction_links=True, value=self.page, on_change=self._go) \
                     .props("max-pages=7 boundary-numbers").mark("pager")
 
-    def _go(self, event) -> None:
+    async def _go(self, event) -> None:
         if event.value != self.page:
             self.page = event.value
-            self.refresh()
+            await self.refresh()
 
     def _tile(self, record: ImageRecord) -> None:
         with ui.element("div").classes("studio-card studio-thumb overflow-hidden cursor-pointer") \
@@ -109,16 +137,14 @@ class GalleryPage:
 
     # -- detail ----------------------------------------------------------------------------------
     async def open_detail(self, image_id: str) -> None:
-        if self.guard.user() is None:
+        if await self.guard.user() is None:
             return
         try:
-            record = self.engine.gallery.get(image_id, self.guard.user_id)
-            png = await asyncio.to_thread(self.engine.gallery.read, record)
+            record, png, metadata = await off_loop(detail_of, self.engine, image_id, self.guard.user_id)
         except NotFound as exc:
             ui.notify(exc.message, type="warning")
-            self.refresh()
+            await self.refresh()
             return
-        metadata = read_png_metadata(png)
         self.dialogs.clear()
         with self.dialogs, ui.dialog() as dialog, \
                 ui.card().classes("w-full max-w-5xl p-0 gap-0 overflow-hidden") \
@@ -173,14 +199,14 @@ class GalleryPage:
                     .props("unelevated no-caps color=negative").mark("confirm-delete")
         confirm.open()
 
-    def delete(self, image_id: str, *dialogs: ui.dialog) -> None:
+    async def delete(self, image_id: str, *dialogs: ui.dialog) -> None:
         for dialog in dialogs:
             dialog.close()
-        if self.guard.user() is None:
+        if await self.guard.user() is None:
             return
-        try:
-            self.engine.gallery.delete(image_id, self.guard.user_id)
+        try:  # the record, then its file
+            await off_loop(self.engine.gallery.delete, image_id, self.guard.user_id)
         except NotFound:
             pass  # already gone: the refresh shows it
         ui.notify("Image deleted.", type="positive")
-        self.refresh()
+        await self.refresh()

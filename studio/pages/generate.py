@@ -9,16 +9,17 @@ from nicegui import ui
 from PIL import Image
 from pydantic import ValidationError
 
-from engine.errors import EngineError, NotFound
-from engine.generation.params import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
-from engine.generation.inputs import InputLimits, decode_image_bytes
-from engine.data.tables import User
-from engine.generation.png import data_url
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
-from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
+from engine.data.tables import User
+from engine.errors import EngineError, NotFound
+from engine.generation.inputs import InputLimits, decode_image_bytes
+from engine.generation.params import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
+from engine.generation.png import data_url
 from engine.service import GenerationResult, ImageEngine
+from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth
 from studio.layout import card, frame
+from studio.offload import off_loop
 from studio.widgets import SIZE_CHOICES, ModelChoice, default_model, empty_state, model_choices, state_chip
 
 BUILDER_FIELDS = (("subject", "Subject", "a red fox"), ("setting", "Setting", "a snowy birch forest"),
@@ -30,24 +31,57 @@ MAX_COUNT = 4
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/", title="Image Studio")
-    def generate_page(reuse: str | None = None):
-        user = auth.require_user(engine, "/")
+    async def generate_page(reuse: str | None = None):
+        user = await auth.require_user(engine, "/")
         if user is None:
             return
+        choices = await off_loop(model_choices, engine)
+        max_count = await off_loop(max_images, engine, user)
         with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):
-            page = GeneratePage(engine, user)
-            if reuse:
-                page.reuse_stored(reuse)
+            page = GeneratePage(engine, user, choices, max_count)
+        if reuse:
+            await page.reuse_stored(reuse)
+
+
+def max_images(engine: ImageEngine, user: User) -> int:
+    """How many images one click may make: the plan's batch size and the server's cap (blocking: the database)."""
+    try:
+        _, plan = engine.meter.plan_of(user.workspace_id)
+    except EngineError:
+        return 1
+    return max(1, min(MAX_COUNT, plan.max_batch_size, engine.runtime.get("max_batch_size")))
+
+
+def prepare_all(engine: ImageEngine, planned: list[GenerationParams]) -> list[ResolvedParams]:
+    """Resolve each image's model (aliases, custom models) and check its inputs (blocking: the database)."""
+    return [engine.prepare(params) for params in planned]
+
+
+def decode_png(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
+def decode_upload(data: bytes) -> tuple[Image.Image, bytes]:
+    """An uploaded picture, checked like the API's input images, and as a PNG for its preview (CPU-heavy for a
+    big picture: call it off the loop)."""
+    image = decode_image_bytes(data, InputLimits())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return image, buffer.getvalue()
 
 
 class GeneratePage:
-    def __init__(self, engine: ImageEngine, user: User):
+    def __init__(self, engine: ImageEngine, user: User, choices: list[ModelChoice], max_count: int):
+        """``choices``: ``model_choices(engine)``; ``max_count``: ``max_images(engine, user)`` (read off the loop)."""
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.prefs = dict(user.preferences or {})
-        self.choices: dict[str, ModelChoice] = {c.spec.slug: c for c in model_choices(engine)}
-        self.max_count = self._max_count(user)
+        self.choices: dict[str, ModelChoice] = {c.spec.slug: c for c in choices}
+        self.max_count = max_count
         self.run: actions.GenerationRun | None = None
+        self.starting = False  # a click on Generate is being checked
         self.edit_image: Image.Image | None = None
         self.results: list[tuple[GenerationResult, int]] = []
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-[minmax(340px,420px)_1fr] gap-5 w-full"):
@@ -158,23 +192,17 @@ class GeneratePage:
         self.progress_card.visible = False
 
     # -- model, size and seed --------------------------------------------------------------------
-    def _max_count(self, user: User) -> int:
-        try:
-            _, plan = self.engine.meter.plan_of(user.workspace_id)
-        except EngineError:
-            return 1
-        return max(1, min(MAX_COUNT, plan.max_batch_size, self.engine.runtime.get("max_batch_size")))
-
     def choice(self) -> ModelChoice:
         return self.choices[self.model.value]
 
-    def _models_dialog(self) -> None:
+    async def _models_dialog(self) -> None:
         """Every model with its state, and why the unavailable ones can't run here."""
+        choices = await off_loop(model_choices, self.engine)  # now, not at page load: models load and unload
         with ui.dialog() as dialog, ui.card().classes("w-full max-w-2xl p-5 gap-3").mark("models-dialog"):
             with ui.row().classes("w-full items-center no-wrap"):
                 ui.label("Models on this server").classes("text-lg font-semibold grow")
                 ui.button(icon="close", on_click=dialog.close).props("flat round dense")
-            for choice in model_choices(self.engine):  # now, not at page load: models load and unload
+            for choice in choices:
                 with ui.row().classes("w-full items-start gap-3 no-wrap"):
                     with ui.column().classes("gap-0 grow min-w-0"):
                         ui.label(f"{choice.spec.name}").classes("font-medium")
@@ -245,7 +273,7 @@ class GeneratePage:
         return True
 
     async def enhance(self) -> None:
-        user = self.guard.user()
+        user = await self.guard.user()
         if user is None:
             return
         if not (self.prompt.value or "").strip() and not self.apply_builder():
@@ -263,14 +291,11 @@ class GeneratePage:
         ui.notify(f"Prompt enhanced in a {result.tone} tone{note}.", type="positive")
 
     # -- editing ---------------------------------------------------------------------------------
-    def start_edit(self, image: Image.Image, png: bytes | None = None) -> None:
+    def start_edit(self, image: Image.Image, png: bytes) -> None:
+        """Edit ``image`` (``png`` is the same picture, for the preview)."""
         if self.choice().spec.edit_pipeline_class is None:
             ui.notify("This model can't edit images; pick another one.", type="warning")
         self.edit_image = image
-        if png is None:
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            png = buffer.getvalue()
         self.edit_preview.set_source(data_url(png))
         self.edit_panel.visible = True
         self.generate_button.text = "Edit image"
@@ -287,17 +312,39 @@ class GeneratePage:
     async def _on_upload(self, event) -> None:
         data = await event.file.read()
         try:
-            image = decode_image_bytes(data, InputLimits())
+            image, png = await off_loop(decode_upload, data)
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return
         finally:
             event.sender.reset()
-        self.start_edit(image)
+        self.start_edit(image, png)
 
     # -- generating ------------------------------------------------------------------------------
-    def planned_params(self) -> list[ResolvedParams]:
-        """Validated parameters for every image, or an EngineError/ValidationError to show."""
+    async def _planned_run(self) -> actions.GenerationRun | None:
+        """The run the form asks for, or None after saying why not (or when the user is signed out)."""
+        user = await self.guard.user()
+        if user is None:
+            return None
+        if not (self.prompt.value or "").strip():
+            ui.notify("Write a prompt first, or use the prompt builder.", type="warning")
+            return None
+        try:
+            planned = self.planned_params()
+            init_image, strength = self.edit_image, float(self.strength.value)  # the form is read here, on the loop
+            # Resolving the model (aliases, custom models) and pricing it read the database: off the loop.
+            return await off_loop(lambda: actions.GenerationRun(
+                self.engine, user, prepare_all(self.engine, planned), init_image=init_image, strength=strength))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+        return None
+
+    def planned_params(self) -> list[GenerationParams]:
+        """Parameters for every image, checked as a request is (a ValidationError to show); not yet resolved:
+        ``prepare_all`` (off the loop) resolves the model and checks them against it (an EngineError)."""
         width, height = self.dimensions()
         seed = None if self.seed.value is None else int(self.seed.value)
         if self.seed_locked and seed is None:
@@ -309,27 +356,20 @@ class GeneratePage:
             params = GenerationParams(prompt=self.prompt.value or "", negative_prompt=self.negative.value or None,
                                       model=self.model.value, width=width, height=height, steps=steps,
                                       seed=image_seed)
-            planned.append(self.engine.prepare(params))
+            planned.append(params)
         return planned
 
     async def generate(self) -> None:
-        user = self.guard.user()
-        if user is None or self.run is not None:
+        if self.run is not None or self.starting:
             return
-        if not (self.prompt.value or "").strip():
-            ui.notify("Write a prompt first, or use the prompt builder.", type="warning")
-            return
+        self.starting = True  # a second click while this one is still being checked starts nothing
         try:
-            planned = self.planned_params()
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
+            run = await self._planned_run()
+        finally:
+            self.starting = False
+        if run is None:
             return
-        except EngineError as exc:
-            ui.notify(exc.message, type="negative")
-            return
-        self.run = actions.GenerationRun(self.engine, user, planned, init_image=self.edit_image,
-                                         strength=float(self.strength.value))
+        self.run = run
         self._set_busy(True)
         timer = ui.timer(0.1, self._show_progress)
         try:
@@ -352,10 +392,10 @@ class GeneratePage:
         elif cancelled:
             ui.notify("Cancelled.", type="info")
 
-    def cancel(self) -> None:
+    async def cancel(self) -> None:
         if self.run is not None:
-            self.run.cancel()
             self.status.text = "Cancelling…"
+            await self.run.cancel()
 
     def _set_busy(self, busy: bool) -> None:
         self.progress_card.visible = busy
@@ -458,24 +498,23 @@ class GeneratePage:
         self._on_size_change()
         ui.notify("Settings loaded; the seed is locked.")
 
-    def reuse_stored(self, image_id: str) -> None:
+    async def reuse_stored(self, image_id: str) -> None:
         """/?reuse=img_… from the gallery: the user's own image only."""
         try:
-            record = self.engine.gallery.get(image_id, self.guard.user_id)
+            record = await off_loop(self.engine.gallery.get, image_id, self.guard.user_id)
         except NotFound:
             ui.notify("That image is not in your gallery.", type="warning")
             return
         self.reuse(record.model_dump())
 
-    def send_to_edit(self, result: GenerationResult) -> None:
-        image = Image.open(io.BytesIO(result.png))
-        image.load()
+    async def send_to_edit(self, result: GenerationResult) -> None:
+        image = await off_loop(decode_png, result.png)
         self.start_edit(image, result.png)
         self.prompt.value = result.params.prompt
         ui.notify("Image ready to edit: change the prompt and press Edit image.")
 
     async def remove_background(self, result: GenerationResult) -> None:
-        user = self.guard.user()
+        user = await self.guard.user()
         if user is None:
             return
         notice = ui.notification("Removing the background…", spinner=True, timeout=None)

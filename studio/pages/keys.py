@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from nicegui import ui
 
-from engine.accounts.users import create_api_key, display_prefix, list_api_keys, revoke_api_key
-from engine.data.db import session_scope
-from engine.errors import EngineError
+from engine.accounts.users import display_prefix
 from engine.data.tables import ApiKey, User
+from engine.errors import EngineError
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame
+from studio.offload import off_loop
 from studio.widgets import empty_state, when
 
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/keys", title="API keys · Image Studio")
-    def keys_page():
-        user = auth.require_user(engine, "/keys")
+    async def keys_page():
+        user = await auth.require_user(engine, "/keys")
         if user is None:
             return
+        keys = await off_loop(KeysPage.read, engine, user.id)
         with frame(user, "/keys", "API keys", "Let your sites, apps and scripts generate images on this server."):
-            KeysPage(engine, user, server_url(engine))
+            KeysPage(engine, user, server_url(engine), keys)
 
 
 def server_url(engine: ImageEngine) -> str:
@@ -70,7 +71,8 @@ if (!empty($body['success'])) {{
 
 
 class KeysPage:
-    def __init__(self, engine: ImageEngine, user: User, base_url: str):
+    def __init__(self, engine: ImageEngine, user: User, base_url: str, keys: list[ApiKey]):
+        """``keys``: ``KeysPage.read(engine, user.id)``, read off the loop."""
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.dialogs = ui.element("div")
@@ -98,17 +100,26 @@ class KeysPage:
                     with ui.tab_panel(title).classes("p-0"):
                         ui.code(code, language=language).classes("w-full text-xs studio-code") \
                             .mark(f"snippet-{language}")
-        self.refresh()
+        self._shown = 0  # the newest refresh; an older one that answers late draws nothing
+        self._draw(keys)
 
-    def keys(self) -> list[ApiKey]:
-        with session_scope(self.engine.db) as session:
-            keys = list_api_keys(session, self.guard.user_id)
+    @staticmethod
+    def read(engine: ImageEngine, user_id: str) -> list[ApiKey]:
+        """The user's keys, live ones first, newest first (blocking: call it off the loop)."""
+        keys = engine.accounts.api_keys(user_id)
         return sorted(keys, key=lambda k: (k.revoked_at is not None, -k.created_at.timestamp()))
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
+        self._shown += 1
+        mine = self._shown
+        keys = await off_loop(self.read, self.engine, self.guard.user_id)
+        if mine != self._shown or self.list_box.is_deleted:
+            return
+        self._draw(keys)
+
+    def _draw(self, keys: list[ApiKey]) -> None:
         self.list_box.clear()
         with self.list_box:
-            keys = self.keys()
             if not keys:
                 empty_state("key", "No keys yet", "Create one above to call the API.")
             for index, key in enumerate(keys):
@@ -134,18 +145,18 @@ class KeysPage:
                 ui.button("Revoke", icon="block", on_click=lambda k=key: self.confirm_revoke(k)) \
                     .props("flat dense no-caps color=negative").mark(f"revoke-{key.prefix}")
 
-    def create(self) -> None:
-        user = self.guard.user()
+    async def create(self) -> None:
+        user = await self.guard.user()
         if user is None:
             return
         try:
-            with session_scope(self.engine.db) as session:
-                key, full_key = create_api_key(session, user, (self.name.value or "").strip())
+            key, full_key = await off_loop(self.engine.accounts.create_api_key, user.id,
+                                           (self.name.value or "").strip())
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return
         self.name.value = ""
-        self.refresh()
+        await self.refresh()
         self.dialogs.clear()
         with self.dialogs, ui.dialog().props("persistent") as dialog, \
                 ui.card().classes("w-full max-w-xl p-6 gap-4").mark("new-key-dialog"):
@@ -181,15 +192,14 @@ class KeysPage:
                     .props("unelevated no-caps color=negative").mark("confirm-revoke")
         dialog.open()
 
-    def revoke(self, key: ApiKey, dialog: ui.dialog) -> None:
+    async def revoke(self, key: ApiKey, dialog: ui.dialog) -> None:
         dialog.close()
-        if self.guard.user() is None:
+        if await self.guard.user() is None:
             return
-        try:
-            with session_scope(self.engine.db) as session:
-                revoke_api_key(session, key.id, user_id=self.guard.user_id)  # only ever this user's key
+        try:  # only ever this user's key
+            await off_loop(self.engine.accounts.revoke_api_key, key.id, user_id=self.guard.user_id)
         except EngineError as exc:
             ui.notify(exc.message, type="negative")
             return
         ui.notify(f"Revoked {display_prefix(key)}.", type="positive")
-        self.refresh()
+        await self.refresh()

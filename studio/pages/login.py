@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from nicegui import ui
 
-from engine.accounts.admin import create_first_admin, needs_first_run
-from engine.data.db import session_scope
 from engine.errors import EngineError
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import centered_page
-
-
-def first_run(engine: ImageEngine) -> bool:
-    with session_scope(engine.db) as session:
-        return needs_first_run(session)
+from studio.offload import off_loop
 
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/login", title="Sign in · Image Studio")
-    def login_page(next: str = "/"):  # noqa: A002  (the query parameter's name)
-        if first_run(engine):
+    async def login_page(next: str = "/"):  # noqa: A002  (the query parameter's name)
+        if await off_loop(engine.accounts.needs_first_run):
             ui.navigate.to("/setup")
             return
         target = auth.safe_next(next)
-        if auth.signed_in_user(engine) is not None:
+        if await auth.signed_in_user(engine) is not None:
             ui.navigate.to(target)
             return
         ip = ui.context.client.ip or "?"
 
         async def submit() -> None:
             try:
-                user = await asyncio.to_thread(engine.sign_in, email.value or "", password.value or "", ip)
+                user = await off_loop(engine.sign_in, email.value or "", password.value or "", ip)
             except EngineError as exc:
                 error.text = exc.message
                 error.visible = True
@@ -58,8 +50,8 @@ def register(engine: ImageEngine) -> None:
             password.on("keydown.enter", submit)
 
     @ui.page("/setup", title="Set up · Image Studio")
-    def setup_page():
-        if not first_run(engine):
+    async def setup_page():
+        if not await off_loop(engine.accounts.needs_first_run):
             ui.navigate.to("/login")
             return
 
@@ -68,8 +60,8 @@ def register(engine: ImageEngine) -> None:
                 error.text, error.visible = "The passwords don't match.", True
                 return
             try:
-                user = await asyncio.to_thread(_create_admin, engine, email.value or "", password.value or "",
-                                          (name.value or "").strip())
+                user = await off_loop(engine.accounts.create_first_admin, email.value or "", password.value or "",
+                                      (name.value or "").strip())
             except EngineError as exc:
                 error.text, error.visible = exc.message, True
                 return
@@ -95,8 +87,3 @@ def register(engine: ImageEngine) -> None:
             error.visible = False
             ui.button("Create admin account", on_click=submit).props("unelevated no-caps").classes("w-full") \
                 .mark("create-admin").props("data-testid=create-admin")
-
-
-def _create_admin(engine: ImageEngine, email: str, password: str, name: str):
-    with session_scope(engine.db) as session:
-        return create_first_admin(session, email, password, name)

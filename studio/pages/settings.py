@@ -2,46 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from nicegui import ui
 
-from engine.accounts.users import hash_password, verify_password
-from engine.data.db import session_scope
-from engine.errors import EngineError
 from engine.data.tables import User
+from engine.errors import EngineError
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame
-from studio.widgets import SIZE_CHOICES, default_model, model_choices
+from studio.offload import off_loop
+from studio.widgets import SIZE_CHOICES, ModelChoice, default_model, model_choices
 
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/settings", title="Settings · Image Studio")
-    def settings_page():
-        user = auth.require_user(engine, "/settings")
+    async def settings_page():
+        user = await auth.require_user(engine, "/settings")
         if user is None:
             return
+        storage = await off_loop(engine.storage_for, user)
+        choices = await off_loop(model_choices, engine)
         with frame(user, "/settings", "Settings"):
-            SettingsPage(engine, user)
-
-
-def save_preferences(engine: ImageEngine, user_id: str, **changes) -> User:
-    with session_scope(engine.db) as session:
-        user = session.get(User, user_id)
-        user.preferences = {**(user.preferences or {}), **changes}  # a new dict, so the JSON column is saved
-        session.add(user)
-        session.commit()
-        session.refresh(user)
-        return user
+            SettingsPage(engine, user, storage, choices)
 
 
 class SettingsPage:
-    def __init__(self, engine: ImageEngine, user: User):
+    def __init__(self, engine: ImageEngine, user: User, storage: dict, choices: list[ModelChoice]):
+        """``storage``: ``engine.storage_for(user)``; ``choices``: ``model_choices(engine)`` (read off the loop)."""
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         prefs = user.preferences or {}
-        storage = engine.storage_for(user)
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-2 gap-5 w-full items-start"):
             with card("Preferences", icon="tune"):
                 with ui.row().classes("w-full items-center no-wrap gap-3"):
@@ -52,7 +41,6 @@ class SettingsPage:
                             .classes("text-xs studio-muted")
                     self.storage = ui.switch(value=bool(prefs.get("storage", True))).mark("pref-storage")
                     self.storage.enabled = storage["enabled"]
-                choices = model_choices(engine)
                 self.model = ui.select({c.spec.slug: c.label for c in choices if c.usable},
                                        value=default_model(engine, choices, prefs.get("default_model")),
                                        label="Default model").props("outlined options-dense").classes("w-full") \
@@ -79,32 +67,32 @@ class SettingsPage:
                 ui.button("Change password", icon="lock_reset", on_click=self.change_password) \
                     .props("outline no-caps").mark("change-password")
 
-    def save(self) -> None:
-        if self.guard.user() is None:
+    async def save(self) -> None:
+        if await self.guard.user() is None:
             return
-        save_preferences(self.engine, self.guard.user_id, storage=bool(self.storage.value),
-                         default_model=self.model.value, default_size=self.size.value)
+        try:
+            await off_loop(self.engine.accounts.set_preferences, self.guard.user_id,
+                           storage=bool(self.storage.value), default_model=self.model.value,
+                           default_size=self.size.value)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
         ui.notify("Preferences saved.", type="positive")
 
     async def change_password(self) -> None:
-        user = self.guard.user()
+        user = await self.guard.user()
         if user is None:
             return
         if (self.new.value or "") != (self.repeat.value or ""):
             ui.notify("The new passwords don't match.", type="warning")
             return
-        if not await asyncio.to_thread(verify_password, user.password_hash, self.current.value or ""):
-            ui.notify("The current password is wrong.", type="negative")
-            return
-        try:
-            password_hash = await asyncio.to_thread(hash_password, self.new.value or "")
+        try:  # the engine checks the current password and the new one's length, and saves it
+            changed = await off_loop(self.engine.accounts.change_password, user.id, self.current.value or "",
+                                     self.new.value or "")
         except EngineError as exc:
-            ui.notify(exc.message, type="negative")
+            wrong_current = exc.field == "current_password"
+            ui.notify("The current password is wrong." if wrong_current else exc.message, type="negative")
             return
-        with session_scope(self.engine.db) as session:
-            row = session.get(User, user.id)
-            row.password_hash = password_hash
-            session.add(row)
-            session.commit()
+        auth.keep_session(changed)  # every other session of this user ends; this one goes on
         self.current.value = self.new.value = self.repeat.value = ""
-        ui.notify("Password changed.", type="positive")
+        ui.notify("Password changed. Every other session was signed out.", type="positive")

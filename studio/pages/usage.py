@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from nicegui import ui
-from sqlmodel import col, select
+from dataclasses import dataclass
 
-from engine.data.db import session_scope
+from nicegui import ui
+
 from engine.data.tables import ApiLog, User
 from engine.service import ImageEngine
 from studio import auth
 from studio.layout import card, frame
+from studio.offload import off_loop
 from studio.widgets import empty_state, when
 
 RECENT_LOGS = 25
@@ -17,12 +18,27 @@ RECENT_LOGS = 25
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/usage", title="Usage · Image Studio")
-    def usage_page():
-        user = auth.require_user(engine, "/usage")
+    async def usage_page():
+        user = await auth.require_user(engine, "/usage")
         if user is None:
             return
+        data = await off_loop(usage_data, engine, user)
         with frame(user, "/usage", "Usage", "Studio and API requests count against the same plan."):
-            usage_view(engine, user)
+            usage_view(data)
+
+
+@dataclass
+class UsageData:
+    report: dict  # engine.meter.usage
+    history: list[dict]  # engine.meter.daily_history, 30 days
+    logs: list[ApiLog]  # the newest API requests
+
+
+def usage_data(engine: ImageEngine, user: User) -> UsageData:
+    """What the page shows (blocking: the database; call it off the loop)."""
+    return UsageData(report=engine.meter.usage(user.workspace_id),
+                     history=engine.meter.daily_history(user.workspace_id, days=30),
+                     logs=engine.request_log.recent(user.id, RECENT_LOGS))
 
 
 def stat(label: str, value: str, detail: str = "", fraction: float | None = None, marker: str = "") -> None:
@@ -37,8 +53,8 @@ def stat(label: str, value: str, detail: str = "", fraction: float | None = None
                 .props("rounded size=6px").classes("mt-1")
 
 
-def usage_view(engine: ImageEngine, user: User) -> None:
-    report = engine.meter.usage(user.workspace_id)
+def usage_view(data: UsageData) -> None:
+    report = data.report
     plan, workspace = report["plan"], report["workspace"]
     day_requests, day_images, day_credits = report["counts"]["day"]
     month_requests, month_images, month_credits = report["counts"]["month"]
@@ -69,7 +85,7 @@ def usage_view(engine: ImageEngine, user: User) -> None:
              + (f" · {monthly:,} a month" if monthly else ""),
              (1 - workspace.credits / monthly) if monthly else None, "credits")
 
-    history = engine.meter.daily_history(user.workspace_id, days=30)
+    history = data.history
     with card("Last 30 days", icon="bar_chart"):
         ui.echart({
             "tooltip": {"trigger": "axis"},
@@ -88,9 +104,7 @@ def usage_view(engine: ImageEngine, user: User) -> None:
         }).classes("w-full h-64").mark("usage-chart")
 
     with card("Recent API requests", icon="receipt_long"):
-        with session_scope(engine.db) as session:
-            logs = session.exec(select(ApiLog).where(ApiLog.user_id == user.id)
-                                .order_by(col(ApiLog.id).desc()).limit(RECENT_LOGS)).all()
+        logs = data.logs
         if not logs:
             empty_state("receipt_long", "No API requests yet", "Requests made with your API keys show up here.")
             return

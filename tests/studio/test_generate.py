@@ -133,6 +133,7 @@ async def test_unavailable_models_are_listed_with_the_reason(user, member_accoun
     assert "FLUX.2 [pro] · unavailable" in model.options.values()
     assert "Tiny SD (offline test model) · ready" in model.options.values()
     user.find(marker="all-models").click()
+    await user.should_see(marker="models-dialog")  # built after the models' states are read, off the loop
     with user.scope(marker="models-dialog"):
         await user.should_see(content="Lucid Origin")
         await user.should_see(content="proprietary model with no open weights; it can only run on its vendor's "

@@ -105,6 +105,18 @@ async def test_a_disabled_account_is_signed_out(user, engine, member_account):
     await user.should_see("this account is disabled", retries=20)
 
 
+async def test_signing_out_everywhere_ends_the_studio_session_too(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    await user.open("/gallery")
+    await user.should_see(marker="gallery-total", retries=20)
+    engine.accounts.revoke_sessions(member_account.id)  # POST /auth/logout, or a new password elsewhere
+    await user.open("/gallery")
+    await user.should_see(marker="sign-in", retries=20)
+    await sign_in(user, USER_EMAIL)  # a new sign-in is a new session
+    await user.open("/gallery")
+    await user.should_see(marker="gallery-total", retries=20)
+
+
 async def test_repeated_failures_are_throttled(user, admin_account):
     await user.open("/login")
     user.find(marker="email").type(ADMIN_EMAIL)
