@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 300.0
 OUTBOUND_WORKERS = 8
 DEVICE_PROBE_TIMEOUT_S = 5.0
+PROBE_REUSE_S = 1.0  # a probe's answer serves the health checks of the next second
 
 
 def _preload_pipeline_modules() -> None:
@@ -142,7 +143,7 @@ class ImageEngine:
         # Slow outbound calls (input image URLs, a remote text model) wait here, in a bounded pool of their own,
         # not in the default executor that admission, settling and database reads share.
         self.outbound = ThreadPoolExecutor(max_workers=OUTBOUND_WORKERS, thread_name_prefix="imagestudio-outbound")
-        self._probe: Future | None = None
+        self._probe: tuple[float, Future] | None = None
         self._probe_lock = threading.Lock()
         self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -550,10 +551,16 @@ class ImageEngine:
         generation. It runs on a daemon thread of its own beside the worker; a probe that never returns is
         reported (and not repeated while it hangs), never waited for."""
         with self._probe_lock:
-            if self._probe is not None and not self._probe.done():
+            # Health checks at the same moment share one probe; one that outlived its deadline is stuck.
+            started, future = self._probe or (0.0, None)
+            fresh = future is not None and (not future.done() or time.monotonic() - started < PROBE_REUSE_S)
+            if not fresh:
+                future, started = Future(), time.monotonic()
+                self._probe = (started, future)
+        if fresh:
+            if not future.done() and time.monotonic() - started > DEVICE_PROBE_TIMEOUT_S:
                 return "error"  # the last probe is still stuck on the device
-            future: Future = Future()
-            self._probe = future
+            return self._probe_outcome(future, started)
 
         def probe() -> None:
             try:
@@ -565,8 +572,12 @@ class ImageEngine:
                 future.set_exception(exc)
 
         threading.Thread(target=probe, name="imagestudio-device-probe", daemon=True).start()
+        return self._probe_outcome(future, started)
+
+    def _probe_outcome(self, future: Future, started: float) -> str:
         try:
-            return "ok" if future.result(timeout=DEVICE_PROBE_TIMEOUT_S) == 8.0 else "error"
+            remaining = max(0.0, DEVICE_PROBE_TIMEOUT_S - (time.monotonic() - started))
+            return "ok" if future.result(timeout=remaining) == 8.0 else "error"
         except TimeoutError:
             log.error("health: the %s device did not answer a probe within %g s", self.device, DEVICE_PROBE_TIMEOUT_S)
             return "error"

@@ -243,9 +243,34 @@ def test_health_probes_the_device_and_reports_the_worker(client, engine, monkeyp
         raise RuntimeError("CUDA error: device-side assert triggered")
 
     monkeypatch.setattr("engine.service.torch.ones", lost)
+    monkeypatch.setattr("engine.service.PROBE_REUSE_S", 0.0)  # not the last second's answer: a new probe
     response = client.get("/api/v1/health")
     assert response.status_code == 503 and response.json()["status"] == "degraded"
     assert response.json()["data"]["checks"]["device"]["status"] == "error"
+
+
+def test_health_checks_at_the_same_moment_share_one_probe(client, engine, monkeypatch):
+    """Under load many health checks arrive together: they share a probe, so none reads another's in-flight
+    probe as a stuck device (seen as spurious 503s in a 200-client load run)."""
+    import torch
+
+    started = []
+    real_ones = torch.ones
+
+    def slow_ones(*args, **kwargs):
+        started.append(threading.get_ident())
+        time.sleep(0.3)
+        return real_ones(*args, **kwargs)
+
+    monkeypatch.setattr("engine.service.torch.ones", slow_ones)
+    monkeypatch.setattr("engine.service.PROBE_REUSE_S", 0.0)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(engine._probe_device())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["ok"] * 8 and len(started) == 1
 
 
 def test_old_api_log_rows_are_removed(client, engine, auth):
