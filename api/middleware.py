@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -94,7 +93,7 @@ class ApiLogMiddleware:
                            endpoint=scope["path"][:200], status=status,
                            duration_ms=int((time.perf_counter() - started) * 1000),
                            request_id=state.get("request_id", ""), credits=state.get("credits", 0))
-            await asyncio.to_thread(self.request_log.write, entry)
+            self.request_log.write(entry)  # queued, never blocks: rows are written in batches
 
 
 class HeadAsGet:

@@ -111,6 +111,27 @@ def running_server(data_dir: Path, models_dir: Path, extra_env: dict | None = No
             proc.wait(5)
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pid: int, busy_fraction: float = 0.1, timeout: float = 120) -> float:
+    """Wait until the process uses less than ``busy_fraction`` of a core over a second; returns the seconds
+    waited. A server imports every pipeline's code in the background after start (seconds of CPU on a small
+    box): a run that starts meanwhile measures the imports as much as the server."""
+    started = time.perf_counter()
+    last = process_cpu_s(pid)
+    while time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        now = process_cpu_s(pid)
+        if now - last < busy_fraction:
+            break
+        last = now
+    return time.perf_counter() - started
+
+
 @contextmanager
 def temp_dirs():
     with tempfile.TemporaryDirectory(prefix="imagestudio-bench-") as tmp:

@@ -30,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx  # noqa: E402
 
-from bench.common import RESULTS, ROOT, machine, percentile, print_table, running_server, temp_dirs  # noqa: E402
+from bench.common import (RESULTS, ROOT, machine, percentile, print_table, running_server, temp_dirs,  # noqa: E402
+                          wait_until_idle)
 
 GENERATE_BODY = {"model": "tiny-sd", "width": 256, "height": 256, "steps": 2}
 ENDPOINTS = {  # name -> (method, path, has a body)
@@ -164,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = args.models_dir or temp_models
         database = {"IMAGESTUDIO_DATABASE_URL": args.database_url} if args.database_url else {}
         key = prepare(data_dir, models_dir, database)
-        with running_server(data_dir, models_dir, database) as (base, _proc, ready_s):
+        with running_server(data_dir, models_dir, database) as (base, server_proc, ready_s):
             auth = {"Authorization": f"Bearer {key}"}
             warm = httpx.post(f"{base}/api/v1/generate", json=GENERATE_BODY | {"prompt": "warm up"}, headers=auth,
                               timeout=300)
             warm.raise_for_status()  # the model is loaded before the clock starts
-            print(f"server ready in {ready_s:.1f} s; {args.clients} clients for {args.seconds:g} s ...", flush=True)
+            settled_s = wait_until_idle(server_proc.pid)  # and the background imports are done
+            print(f"server ready in {ready_s:.1f} s, idle {settled_s:.0f} s later; {args.clients} clients for "
+                  f"{args.seconds:g} s ...", flush=True)
             stats, stop_at, elapsed = asyncio.run(drive(base, key, args.clients, args.seconds, mix, args.timeout,
                                                         args.seed))
             usage = httpx.get(f"{base}/api/v1/usage", headers=auth, timeout=60).json()

@@ -180,6 +180,7 @@ class ImageEngine:
     def stop(self) -> None:
         self._stopping.set()
         self.worker.stop()
+        self.request_log.close()
         self._renew_leases(expire=True)  # what is left is abandoned now: the next start recovers it at once
         self.identity.close()
 

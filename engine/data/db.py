@@ -19,18 +19,25 @@ from engine.data import tables  # noqa: F401  (registers the tables on SQLModel.
 from engine.errors import DatabaseBusy
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_POOL_SIZE = 40
+POSTGRES_POOL_SIZE = 20
 _READ_ONLY = "imagestudio_read_only"
 
 
 def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Kept open for the request threads rather than reconnected per use (a PostgreSQL connection costs a
+        # fork and an authentication); two processes stay well under PostgreSQL's default 100 connections.
+        return create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_POOL_SIZE)
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         # One shared connection for an in-memory database, else every session sees an empty one.
         poolclass=StaticPool if in_memory else None,
+        # Requests run their database calls on up to 40 threads (AnyIO's pool): connections beyond the pool
+        # are closed after each use, and each new one pays its PRAGMAs (WAL mode among them) again.
+        **({} if in_memory else {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}),
     )
 
     @event.listens_for(engine, "connect")

@@ -48,6 +48,7 @@ def avoid_minute_boundary() -> None:
 
 
 def api_log(engine, user) -> list[ApiLog]:
+    engine.request_log.flush()
     with session_scope(engine.db) as session:
         return list(session.exec(select(ApiLog).where(ApiLog.user_id == user.id)).all())
 
