@@ -503,10 +503,11 @@ class ImageEngine:
         try:
             # The record, the job's success and the bill in one transaction: all or nothing.
             with session_scope(self.db) as session:
+                session.add(record)
+                session.flush()  # the record (and its foreign-key checks) before the charge's locks
                 if job.charge_id and not Meter.deliver(session, job.charge_id, job.cost):
                     log.warning("job %s delivered an image whose charge %s was already settled", task.id,
                                 job.charge_id)
-                session.add(record)
                 row = session.get(Job, task.id)
                 row.status, row.image_id, row.finished_at, row.result = (JobStatus.SUCCEEDED, image_id, now,
                                                                          job_result(result))

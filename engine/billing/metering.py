@@ -158,7 +158,9 @@ class Meter:
         with session_scope(self._db) as session:
             conn = session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock is ours until commit
             if conn.dialect.name == "postgresql":  # one admission per workspace at a time, across processes
-                conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
+                # NO KEY UPDATE, not UPDATE: it must not block the foreign-key checks (KEY SHARE) of rows that
+                # point at the workspace, or an image being recorded and an admission deadlock.
+                conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR NO KEY UPDATE"), {"ws": workspace_id})
             # A concurrency slot is a live charge, on whichever process holds it.
             if self._live_charges(session, workspace_id, now) >= plan.max_concurrent_jobs:
                 session.rollback()
@@ -277,7 +279,8 @@ class Meter:
                     refund_c = max(0, min(refund_credits, held.credits))
                     new_images = max(0, images - delivered)
                     if conn.dialect.name == "postgresql":  # the workspace before the counters, as admissions
-                        conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR UPDATE"), {"ws": workspace_id})
+                        conn.execute(text("SELECT id FROM workspace WHERE id = :ws FOR NO KEY UPDATE"),
+                                     {"ws": workspace_id})
                     if refund_r or new_images or refund_c:
                         for window in WINDOWS:
                             conn.execute(text(

@@ -349,3 +349,30 @@ def test_a_plain_text_key_from_an_earlier_version_is_encrypted_at_start(engine, 
     with session_scope(engine.db) as session:
         assert session.get(AppSetting, "text_model").value["api_key"].startswith("enc:v1:")
     assert restarted.runtime.get("text_model")["api_key"] == "sk-plain"
+
+
+def test_parallel_stored_generations_and_admissions_never_deadlock(client, engine, user_and_key, auth):
+    """Images recorded (and billed) while other requests are admitted: on PostgreSQL an admission's workspace
+    lock once blocked the foreign-key check of an image being recorded, which held the counters the
+    admission wanted next (a deadlock: 503s under 16 clients)."""
+    import asyncio
+
+    import httpx
+
+    set_plan(engine, user_and_key[0], storage_enabled=True, max_concurrent_jobs=100)
+    set_workspace(engine, user_and_key[0], credits=1000)
+
+    async def closed_loop():  # eight clients, each sending its next request when the last is answered
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as http:
+            async def one_client(n):
+                return [(await http.post("/api/v1/generate", headers=auth, json={
+                    "prompt": f"boat {n}.{i}", **SMALL, "steps": 1})).status_code for i in range(3)]
+
+            return [status for statuses in await asyncio.gather(*[one_client(n) for n in range(8)])
+                    for status in statuses]
+
+    statuses = asyncio.run(closed_loop())
+    assert statuses == [200] * 24
+    report = usage(client, auth)
+    assert report["usage"]["today"]["requestCount"] == report["usage"]["today"]["imageCount"] == 24
