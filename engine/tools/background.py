@@ -39,6 +39,7 @@ demos run the whole rembg path without the real 176 MB model.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -48,6 +49,8 @@ from PIL import Image, ImageChops
 
 from engine.generation import png
 from engine.errors import InvalidRequest, ModelUnavailable
+
+log = logging.getLogger(__name__)
 
 _RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
 
@@ -127,20 +130,21 @@ class BackgroundRemover:
 
     def _create_session(self):
         if not self.available():
-            raise ModelUnavailable(
-                f"background removal model file not found: {self._model_path}. "
-                f"Download {MODEL_URLS[self.model_name]} on a machine with internet access "
-                f"and save it as {self._model_path} (nothing is downloaded automatically)."
-            )
+            # Where the file goes is for the server's admin (the log, the admin page), not for every caller.
+            log.warning("background removal model file not found: %s. Download %s on a machine with internet "
+                        "access and save it as %s (nothing is downloaded automatically).", self._model_path,
+                        MODEL_URLS[self.model_name], self._model_path)
+            raise ModelUnavailable(f"background removal is not set up on this server: its model file "
+                                   f"({self.model_name}) is missing; the server log says where it goes")
         from rembg.sessions import sessions as rembg_sessions
 
         session_class = _local_session_class(rembg_sessions[self.model_name], self._model_path)
         try:
             return session_class(self.model_name, _session_options(), providers=_providers())
-        except Exception as exc:  # a truncated or wrong file: not usable, like a missing one
-            raise ModelUnavailable(
-                f"could not load background removal model {self._model_path}: {exc}"
-            ) from exc
+        except Exception as exc:  # a truncated or wrong file: not usable, like a missing one (logged in full)
+            log.warning("could not load background removal model %s: %s", self._model_path, exc)
+            raise ModelUnavailable(f"background removal is not set up on this server: its model file "
+                                   f"({self.model_name}) can't be loaded; the server log says why") from exc
 
 
 def _local_session_class(base: type, model_path: Path) -> type:
