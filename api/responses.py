@@ -20,7 +20,8 @@ from engine.storage.gallery import signed_image_path
 from engine.billing.metering import Admission
 from engine.data.tables import User
 from engine.generation.png import data_url
-from engine.service import GenerationResult, ImageEngine
+from engine.generation.jobs import GenerationResult
+from engine.service import ImageEngine
 
 
 ERROR_DESCRIPTIONS = {

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -26,20 +24,20 @@ from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.config import Settings
 from engine.data.db import init_db, make_engine, read_scope, session_scope
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
-from engine.errors import DatabaseBusy, EngineError, GenerationFailed, JobCancelled, ModelUnavailable, NotFound
+from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
 from engine.storage.gallery import Gallery
-from engine.generation.params import (GenerationParams, ResolvedParams, check_inputs, encode_png, latent_preview,
-                                      run_pipeline, steps_for_edit, supports_preview)
+from engine.generation.params import (GenerationParams, ResolvedParams, check_inputs, steps_for_edit)
 from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.billing.metering import Meter
 from engine.data.idempotency import IdempotencyStore
 from engine.data.request_log import RequestLog
-from engine.data.tables import ImageRecord, Job, JobStatus, User, new_id, utcnow
+from engine.data.tables import Job, JobStatus, User, utcnow
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.storage.results import ResultCache
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage.files import ImageStore
 from engine.accounts.throttle import LoginThrottle
+from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
 from engine.generation.worker import LocalWorker, Task
 
 log = logging.getLogger(__name__)
@@ -65,40 +63,6 @@ def storage_description(plan) -> str:
     return f"{megabytes} MB cloud storage"
 
 
-def job_result(result: GenerationResult) -> dict:
-    """What a finished job keeps for later polling (an image not stored waits in the ResultCache)."""
-    return {"image_id": result.image_id, "params": result.params.as_dict(), "stored": result.stored,
-            "duration_ms": result.duration_ms, "kind": result.kind}
-
-
-@dataclass(frozen=True)
-class GenerationJob:
-    """What the worker needs to run and record one request."""
-
-    user: User
-    params: ResolvedParams
-    store: bool
-    kind: str = "generate"
-    # The admission this image is billed to, and its price: the image is made final in the transaction that
-    # records it (Meter.deliver). None: not metered (the CLI, tests).
-    charge_id: str | None = None
-    cost: int = 0
-
-    def png_extra(self) -> dict | None:
-        return {"kind": self.kind} if self.kind != "generate" else None
-
-
-@dataclass
-class GenerationResult:
-    job_id: str
-    image_id: str
-    params: ResolvedParams
-    png: bytes
-    stored: bool
-    duration_ms: int
-    kind: str = "generate"
-
-
 class ImageEngine:
     def __init__(self, settings: Settings, db: Engine | None = None):
         self.settings = settings
@@ -120,6 +84,7 @@ class ImageEngine:
         self.store = ImageStore(settings.images_dir, owner=self.identity.id)
         self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
         self.gallery = Gallery(self.db, self.store)
+        self.jobs = JobRunner(self.db, self.pipelines, self.store, self.results)
         self.accounts = Accounts(self.db)
         self.admin = Administration(self.db)
         self.request_log = RequestLog(self.db)
@@ -297,9 +262,9 @@ class ImageEngine:
                             kind=kind, charge_id=charge_id, cost=cost)
         if init_image is not None:
             return self._submit(user, kind, resolved.as_dict(),
-                                run=lambda task: self._run_edit(task, job, init_image, strength))
+                                run=lambda task: self.jobs.run_edit(task, job, init_image, strength))
         return self._submit(user, kind, resolved.as_dict(), batch_key=resolved.batch_key(),
-                            run_batch=self._run_generation_batch, payload=job)
+                            run_batch=self.jobs.run_generation_batch, payload=job)
 
     def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
         job = Job(user_id=user.id, kind=kind, params=params, process_id=self.identity.id,
@@ -310,7 +275,7 @@ class ImageEngine:
         try:
             return self.worker.submit(Task(id=job.id, owner=user.id, **task_fields))
         except EngineError as exc:
-            self._update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
+            self.jobs.update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
 
     def authenticate(self, token: str) -> tuple[User, str]:
@@ -355,7 +320,7 @@ class ImageEngine:
             return False
         task = self.worker.get(job_id)
         if task is not None and task.future.done():  # it never started: nobody else will record it
-            self._update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled", finished_at=utcnow())
+            self.jobs.update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled", finished_at=utcnow())
         return True
 
     def generate(self, user: User, params: GenerationParams, **kwargs) -> GenerationResult:
@@ -374,16 +339,8 @@ class ImageEngine:
                             store=self.settings.storage_enabled if store is None else store,
                             charge_id=charge_id, cost=cost)
 
-        def run(task: Task) -> GenerationResult:
-            self._mark_running(task)
-            started = time.perf_counter()
-            try:
-                png = encode_png(remover.remove(image), params, {"kind": job.kind})
-                return self._complete(task, job, png, started)
-            except BaseException as exc:
-                self._raise_failed(task, exc)
-
-        return self._submit(user, job.kind, params.as_dict(), run=run)
+        return self._submit(user, job.kind, params.as_dict(),
+                            run=lambda task: self.jobs.run_background_removal(task, job, remover, image))
 
     def background_remover(self):
         if self._background_remover is None:
@@ -411,141 +368,6 @@ class ImageEngine:
             fields = {k: v for k, v in config.items() if k in TextModelConfig.__dataclass_fields__}
             self._enhancer = (key, PromptEnhancer(TextModelConfig(**fields), http_client=self.text_model_http))
         return self._enhancer[1]
-
-    def _run_generation_batch(self, tasks: list[Task]) -> None:
-        """One pipeline call for compatible text-to-image tasks, each with its own seed and prompts.
-
-        A failure of the shared call fails every task; a failure while storing one image fails only that one.
-        """
-        live = []
-        for task in tasks:
-            self._mark_running(task)
-            if task.cancelled:
-                task.finish(error=self._failed(task, JobCancelled("the job was cancelled")))
-            else:
-                live.append(task)
-        if not live:
-            return
-        params = [task.payload.params for task in live]
-        started = time.perf_counter()
-
-        def on_step(step: int, total: int) -> bool:
-            keep_going = [task.report(step, total) for task in live]
-            return any(keep_going)  # stop early only when every request in the batch was cancelled
-
-        try:
-            loaded = self.pipelines.get(params[0].model)
-            on_latents = None
-            if supports_preview(loaded.spec):
-                def on_latents(_step: int, latents) -> None:
-                    # Latents of classifier-free guidance come doubled only inside the UNet; here one per image.
-                    # A copy (on the device: no GPU sync per step), turned into a PNG only if somebody looks:
-                    # the studio does, API calls don't.
-                    for task, one in zip(live, latents, strict=False):
-                        task.preview_source = functools.cache(functools.partial(latent_preview, one.detach().clone(),
-                                                                                loaded.spec))
-
-            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
-        except BaseException as exc:
-            for task in live:
-                task.finish(error=self._failed(task, exc))
-            return
-        for task, image in zip(live, images, strict=True):
-            try:
-                if task.cancelled:
-                    raise JobCancelled("the job was cancelled")
-                png = encode_png(image, task.payload.params, task.payload.png_extra())
-                task.finish(result=self._complete(task, task.payload, png, started))
-            except BaseException as exc:
-                task.finish(error=self._failed(task, exc))
-
-    def _run_edit(self, task: Task, job: GenerationJob, init_image: Image.Image, strength: float) -> GenerationResult:
-        self._mark_running(task)
-        started = time.perf_counter()
-        try:
-            loaded = self.pipelines.get(job.params.model)
-            image = run_pipeline(loaded.edit_pipe(), loaded.spec, [job.params], on_step=task.report,
-                                 init_images=[init_image], strength=strength)[0]
-            if task.cancelled:
-                raise JobCancelled("the job was cancelled")
-            return self._complete(task, job, encode_png(image, job.params, job.png_extra()), started)
-        except BaseException as exc:
-            self._raise_failed(task, exc)
-
-    def _raise_failed(self, task: Task, exc: BaseException):
-        error = self._failed(task, exc)
-        if error is exc:
-            raise exc
-        raise error from exc
-
-    def _mark_running(self, task: Task) -> None:
-        task.total = task.payload.params.steps if task.payload else task.total
-        self._update_job(task.id, status=JobStatus.RUNNING, started_at=utcnow())
-
-    def _complete(self, task: Task, job: GenerationJob, png: bytes, started: float) -> GenerationResult:
-        """Store the image and its record, mark the job done; returns the task's result."""
-        duration_ms = int((time.perf_counter() - started) * 1000)
-        image_id, now = new_id("img"), utcnow()
-        result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
-                                  duration_ms=duration_ms, kind=job.kind)
-        if job.store:
-            relative = self.store.save(image_id, png, now.strftime("%Y/%m"))
-        else:
-            relative = None
-            self.results.put(task.id, png)
-        p = job.params
-        record = ImageRecord(
-            id=image_id, user_id=job.user.id, workspace_id=job.user.workspace_id, job_id=task.id, model=p.model,
-            prompt=p.prompt, negative_prompt=p.negative_prompt, width=p.width, height=p.height, steps=p.steps,
-            guidance_scale=p.guidance_scale, seed=p.seed, kind=job.kind, file_path=relative, bytes=len(png),
-            duration_ms=duration_ms, created_at=now,
-        )
-        try:
-            # The record, the job's success and the bill in one transaction: all or nothing.
-            with session_scope(self.db) as session:
-                session.add(record)
-                session.flush()  # the record (and its foreign-key checks) before the charge's locks
-                if job.charge_id and not Meter.deliver(session, job.charge_id, job.cost):
-                    log.warning("job %s delivered an image whose charge %s was already settled", task.id,
-                                job.charge_id)
-                row = session.get(Job, task.id)
-                row.status, row.image_id, row.finished_at, row.result = (JobStatus.SUCCEEDED, image_id, now,
-                                                                         job_result(result))
-                session.add(row)
-                session.commit()
-        except BaseException:
-            # No file without a record pointing at it.
-            if relative:
-                self.store.delete(relative)
-            else:
-                self.results.delete(task.id)
-            raise
-        return result
-
-    def _failed(self, task: Task, exc: BaseException) -> EngineError:
-        """Record why a job failed; the domain error to hand its caller (unexpected ones wrapped)."""
-        if isinstance(exc, JobCancelled):
-            self._update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow())
-            return exc
-        if isinstance(exc, EngineError):
-            self._update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
-            return exc
-        # One error policy: the log gets the traceback; the job and the caller a safe message (an exception's
-        # text can carry file paths, model internals or other users' data).
-        log.error("job %s failed", task.id, exc_info=exc)
-        message = f"generation failed because of an internal error (job {task.id}; details in the server log)"
-        self._update_job(task.id, status=JobStatus.FAILED, error=message, finished_at=utcnow())
-        return GenerationFailed(message)
-
-    def _update_job(self, job_id: str, **changes) -> None:
-        with session_scope(self.db) as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            for key, value in changes.items():
-                setattr(job, key, value)
-            session.add(job)
-            session.commit()
 
     # -- health ------------------------------------------------------------------------------
     def _probe_device(self) -> str:

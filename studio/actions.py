@@ -23,7 +23,8 @@ from engine.billing.metering import Admission
 from engine.data.tables import User
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
 from engine.tools.prompts import EnhancedPrompt
-from engine.service import GenerationResult, ImageEngine
+from engine.generation.jobs import GenerationResult
+from engine.service import ImageEngine
 from engine.generation.worker import Task
 
 

@@ -15,7 +15,8 @@ from engine.errors import EngineError, NotFound
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.params import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
 from engine.generation.png import data_url
-from engine.service import GenerationResult, ImageEngine
+from engine.generation.jobs import GenerationResult
+from engine.service import ImageEngine
 from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth
 from studio.layout import card, frame

@@ -132,6 +132,6 @@ def test_500_when_generation_fails_carries_the_request_id(client, contract_engin
     def broken(*_args, **_kwargs):
         raise GenerationFailed("generation failed: the pipeline broke")
 
-    monkeypatch.setattr("engine.service.run_pipeline", broken)
+    monkeypatch.setattr("engine.generation.jobs.run_pipeline", broken)
     payload = assert_error(client.post("/api/v1/generate", json=IMAGEAPI[0].body, headers=auth), 500)
     assert payload["error"]["code"] == "generation_failed"

@@ -63,14 +63,14 @@ def test_delete_cancels_a_queued_job_records_it_and_refunds_it(client, engine, u
     set_plan(engine, user_and_key[0], max_concurrent_jobs=5)
     set_workspace(engine, user_and_key[0], credits=100)
     release = threading.Event()
-    original = engine._run_generation_batch
+    original = engine.jobs.run_generation_batch
 
     def held(tasks):  # the first job holds the worker, so the second one waits in the queue
         release.wait(30)
         original(tasks)
 
     engine.worker._tasks.clear()
-    engine._run_generation_batch = held
+    engine.jobs.run_generation_batch = held
     try:
         before = usage(client, auth)
         first = client.post("/api/v1/generate", headers=auth, json={"prompt": "one", **SMALL, "async": True})
@@ -220,7 +220,7 @@ def test_an_internal_failure_shows_a_safe_message_and_logs_the_traceback(client,
     def broken(*_args, **_kwargs):
         raise RuntimeError("CUDA error at /home/ops/secret-model-dir/unet.py:42")
 
-    monkeypatch.setattr("engine.service.run_pipeline", broken)
+    monkeypatch.setattr("engine.generation.jobs.run_pipeline", broken)
     response = client.post("/api/v1/generate", headers=auth, json={"prompt": "x", **SMALL})
     error = refused(response, 500, "generation_failed")
     assert "secret-model-dir" not in response.text and "internal error" in error["message"]
