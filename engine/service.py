@@ -13,7 +13,7 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy import and_, or_, update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.accounts.admin import Administration
 from engine.accounts.directory import Accounts
@@ -162,6 +162,7 @@ class ImageEngine:
         while not self._stopping.wait(HEARTBEAT_S):
             try:
                 self._renew_leases()
+                self._cancel_requested_elsewhere()
                 if time.monotonic() >= next_housekeeping:
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
                     removed = self.housekeeping() | self.recover_abandoned()
@@ -309,19 +310,42 @@ class ImageEngine:
             raise NotFound(f"no job '{job_id}'")
         return job
 
-    def job_progress(self, job_id: str) -> tuple[int, int] | None:
-        """(step, total) of a job running in this process, else None."""
-        task = self.worker.get(job_id)
-        return (task.step, task.total) if task is not None else None
+    def job_progress(self, job: Job) -> tuple[int, int] | None:
+        """(step, total) of a running job: live from this process's worker, else what the process that runs it
+        last wrote (about once a second)."""
+        task = self.worker.get(job.id)
+        if task is not None:
+            return task.step, task.total
+        if job.progress_total:
+            return job.progress_step or 0, job.progress_total
+        return None
 
     def cancel_job(self, job_id: str) -> bool:
-        """Cancel a queued job at once (recorded as cancelled) or a running one at its next step."""
+        """Cancel a queued job at once (recorded as cancelled, refunded) or a running one at its next step. A job
+        another process runs is asked to stop through its row: that process cancels it at its next progress
+        write (running) or heartbeat (queued)."""
+        if self.worker.get(job_id) is None:
+            with session_scope(self.db) as session:
+                asked = session.execute(update(Job).where(
+                    Job.id == job_id, col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                    Job.process_id != self.identity.id).values(cancel_requested=True)).rowcount
+                session.commit()
+            return asked > 0
         if not self.worker.cancel(job_id):
             return False
         task = self.worker.get(job_id)
         if task is not None and task.future.done():  # it never started: nobody else will record it
-            self.jobs.update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled", finished_at=utcnow())
+            self.jobs.update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled",
+                                 finished_at=utcnow())
         return True
+
+    def _cancel_requested_elsewhere(self) -> None:
+        """Queued jobs of this process that another process asked to cancel (running ones see it themselves)."""
+        with read_scope(self.db) as session:
+            asked = session.exec(select(Job.id).where(Job.process_id == self.identity.id, Job.cancel_requested,
+                                                      Job.status == JobStatus.QUEUED)).all()
+        for job_id in asked:
+            self.cancel_job(job_id)
 
     def generate(self, user: User, params: GenerationParams, **kwargs) -> GenerationResult:
         """Blocking convenience for the CLI and tests."""

@@ -49,7 +49,7 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep)
     job = engine.job(job_id, user.id)
     data = {"job_id": job.id, "status": job.status, "kind": job.kind, "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error, "result": None}
-    progress = engine.job_progress(job.id)
+    progress = engine.job_progress(job)
     if progress is not None and job.status == JobStatus.RUNNING:
         data["progress"] = {"step": progress[0], "total": progress[1]}
     if job.status == JobStatus.SUCCEEDED and job.result:

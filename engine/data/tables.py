@@ -6,6 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
@@ -131,6 +132,11 @@ class Job(SQLModel, table=True):
     # The process that runs it and until when it vouches for it (engine/data/leases.py); null: no live owner.
     process_id: str | None = Field(default=None, index=True)
     lease_expires_at: datetime | None = None
+    # Seen from any process: the running job's progress (written about once a second), and a cancel asked for
+    # by a process other than the one that runs it (which picks it up at its next progress write or heartbeat).
+    progress_step: int | None = None
+    progress_total: int | None = None
+    cancel_requested: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class CustomModel(SQLModel, table=True):

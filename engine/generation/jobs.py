@@ -9,11 +9,13 @@ import time
 from dataclasses import dataclass
 
 from PIL import Image
+from sqlalchemy import update
+from sqlmodel import col
 
 from engine.billing.metering import Meter
 from engine.data.db import session_scope
 from engine.data.tables import ImageRecord, Job, JobStatus, User, new_id, utcnow
-from engine.errors import EngineError, GenerationFailed, JobCancelled
+from engine.errors import DatabaseBusy, EngineError, GenerationFailed, JobCancelled
 from engine.generation.params import ResolvedParams, encode_png, latent_preview, run_pipeline, supports_preview
 from engine.generation.pipelines import PipelineManager
 from engine.generation.worker import Task
@@ -57,6 +59,38 @@ class GenerationResult:
     kind: str = "generate"
 
 
+PROGRESS_SYNC_S = 1.0
+
+
+class ProgressSync:
+    """Every second or so while tasks run: their progress into their job rows (so any process can show it), and
+    a cancel another process asked for (``Job.cancel_requested``) back into the task, which stops at its next
+    step. One statement a second, not one a denoising step."""
+
+    def __init__(self, db, tasks: list[Task]):
+        self.db = db
+        self.tasks = {task.id: task for task in tasks}
+        self._last = 0.0
+
+    def step(self, step: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_SYNC_S and step < total:
+            return
+        self._last = now
+        try:
+            with session_scope(self.db) as session:
+                cancelled = session.execute(
+                    update(Job).where(col(Job.id).in_(list(self.tasks)))
+                    .values(progress_step=step, progress_total=total)
+                    .returning(Job.id, Job.cancel_requested)).all()
+                session.commit()
+        except DatabaseBusy:  # progress is bookkeeping: skip this one, try again in a second
+            return
+        for job_id, requested in cancelled:
+            if requested:
+                self.tasks[job_id].cancel_event.set()
+
+
 class JobRunner:
     """What the worker runs for a task, and how its outcome is recorded."""
 
@@ -92,7 +126,10 @@ class JobRunner:
         params = [task.payload.params for task in live]
         started = time.perf_counter()
 
+        progress = ProgressSync(self.db, live)
+
         def on_step(step: int, total: int) -> bool:
+            progress.step(step, total)
             keep_going = [task.report(step, total) for task in live]
             return any(keep_going)  # stop early only when every request in the batch was cancelled
 
@@ -127,7 +164,13 @@ class JobRunner:
         started = time.perf_counter()
         try:
             loaded = self.pipelines.get(job.params.model)
-            image = run_pipeline(loaded.edit_pipe(), loaded.spec, [job.params], on_step=task.report,
+            progress = ProgressSync(self.db, [task])
+
+            def on_step(step: int, total: int) -> bool:
+                progress.step(step, total)
+                return task.report(step, total)
+
+            image = run_pipeline(loaded.edit_pipe(), loaded.spec, [job.params], on_step=on_step,
                                  init_images=[init_image], strength=strength)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")

@@ -74,3 +74,46 @@ def test_postgres_deadlocks_and_lock_timeouts_are_a_retryable_busy_database():
 
     for sqlstate, busy in (("40P01", True), ("40001", True), ("55P03", True), ("42P01", False)):
         assert is_busy(OperationalError("SELECT 1", {}, SimpleNamespace(sqlstate=sqlstate))) is busy
+
+
+def _wait_for(condition, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_progress_and_cancel_reach_across_processes(engine, settings, tmp_path, monkeypatch):
+    """Two engines on one database, as two processes are: the one that doesn't run a job sees its progress and
+    cancels it, running (at its next progress write) or queued (at the owner's heartbeat)."""
+    from engine.generation import jobs as job_module
+    from engine.generation.params import GenerationParams
+    from engine.data.tables import Job
+    from tests.conftest import make_user
+
+    monkeypatch.setattr(job_module, "PROGRESS_SYNC_S", 0.0)
+    other = ImageEngine(settings.model_copy(update={"data_dir": tmp_path / "other",
+                                                    "database_url": settings.db_url}), db=engine.db)
+    engine.start()
+    user, _ = make_user(engine, "x@example.com")
+    slow = GenerationParams(prompt="slow", model="tiny-sdxl", width=1024, height=1024, steps=50)
+    running = engine.submit_generation(user, slow, store=False)
+    queued = engine.submit_generation(user, GenerationParams(prompt="next", model="tiny-sd", width=256,
+                                                             height=256, steps=40), store=False)
+
+    def row(job_id) -> Job:
+        return other.job(job_id, user.id)
+
+    assert _wait_for(lambda: (other.job_progress(row(running.id)) or (0, 0))[0] >= 1)
+    step, total = other.job_progress(row(running.id))
+    assert total == 50 and 1 <= step < 50 and other.worker.get(running.id) is None  # seen from the other one
+    assert other.cancel_job(queued.id) and other.cancel_job(running.id)
+    assert _wait_for(lambda: row(running.id).status == "cancelled")
+    engine._cancel_requested_elsewhere()  # the owner's heartbeat
+    assert _wait_for(lambda: row(queued.id).status == "cancelled")
+    assert not other.cancel_job(running.id)  # over: nothing to cancel
+    engine.stop()
