@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from api.errors import RequestContextMiddleware, error_response, install_error_handlers
+from api.dialects import openai_images
+from api.errors import RequestContextMiddleware, dialect_error, install_error_handlers
 from api.responses import ok
 from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
 from api.routes import api_router
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(PublicApiCors, runtime=engine.runtime)
     app.include_router(api_router)
+    app.include_router(openai_images.router)
     _add_api_fallback(app)
     if settings.studio_enabled if with_studio is None else with_studio:
         from studio import mount_studio
@@ -65,16 +67,19 @@ def _add_api_fallback(app: FastAPI) -> None:
             methods.add("HEAD")  # answered by HeadAsGet
         return sorted(methods | {"OPTIONS"}) if methods else []
 
-    @app.api_route("/api/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
-                   include_in_schema=False)
     async def api_not_found(request: Request, path: str):
         allowed = allowed_methods(request.url.path)
         if not allowed:
-            return error_response(404, "not_found", f"no API route at /api/{path}")
+            return dialect_error(request, 404, "not_found", f"no API route at {request.url.path}")
         headers = {"Allow": ", ".join(allowed)}
         if request.method == "OPTIONS":  # not a CORS preflight (PublicApiCors answers those): say what it takes
             return ok({"path": request.url.path, "methods": allowed}, headers=headers)
-        return error_response(405, "method_not_allowed", f"{request.method} is not allowed here", headers=headers)
+        return dialect_error(request, 405, "method_not_allowed", f"{request.method} is not allowed here",
+                             headers=headers)
+
+    for prefix in ("/api", "/v1"):
+        app.add_api_route(f"{prefix}/{{path:path}}", api_not_found, include_in_schema=False,
+                          methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
 
 
 def _hint_first_key(engine: ImageEngine) -> None:

@@ -66,6 +66,36 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse(error_body(code, message, top=top, **extra), status_code=status, headers=headers)
 
 
+# -- dialects: the OpenAI Images API (/v1/*) answers errors in OpenAI's shape -----------------------------
+OPENAI_PREFIX = "/v1/"
+OPENAI_TYPES = {402: "insufficient_quota", 429: "requests", 500: "server_error", 503: "server_error",
+                507: "server_error"}  # every other status: invalid_request_error
+OPENAI_CODES = {"unauthorized": "invalid_api_key", "insufficient_credits": "insufficient_quota",
+                "rate_limited": "rate_limit_exceeded", "validation_error": "invalid_value",
+                "invalid_request": "invalid_value"}
+
+
+def is_openai(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIX)
+
+
+def openai_error(status: int, code: str, message: str, param: str | None = None,
+                 headers: dict | None = None) -> JSONResponse:
+    """``{"error": {"message", "type", "param", "code"}}``, as the OpenAI API answers (our request id in the
+    ``X-Request-ID`` header, as everywhere)."""
+    body = {"error": {"message": message, "type": OPENAI_TYPES.get(status, "invalid_request_error"),
+                      "param": param, "code": OPENAI_CODES.get(code, code)}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def dialect_error(request: Request, status: int, code: str, message: str, *, field: str | None = None,
+                  headers: dict | None = None, top: dict | None = None, **extra) -> JSONResponse:
+    """One error, in the shape of the API the request came to."""
+    if is_openai(request):
+        return openai_error(status, code, message, param=field, headers=headers)
+    return error_response(status, code, message, headers=headers, top=top, field=field, **extra)
+
+
 def error_for(exc: engine_errors.EngineError) -> dict:
     """The ``error`` object of an engine error, as used inside batch results."""
     return error_body(exc.code, exc.message, field=exc.field, **_rate_limit_details(exc))["error"]
@@ -87,7 +117,7 @@ def validation_details(errors: list[dict]) -> list[dict]:
              "type": e.get("type")} for e in errors]
 
 
-async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JSONResponse:
+async def _engine_error(request: Request, exc: engine_errors.EngineError) -> JSONResponse:
     status = status_for(exc)
     headers, extra = {}, {}
     if status == 401:
@@ -102,18 +132,19 @@ async def _engine_error(_request: Request, exc: engine_errors.EngineError) -> JS
     extra = _rate_limit_details(exc)
     # The seed API: a 429 "includes retry_after seconds": at the top of the body, and in the error object.
     top = {"retry_after": extra["retry_after"]} if extra else None
-    return error_response(status, exc.code, exc.message, headers=headers or None, top=top, field=exc.field,
-                          **extra)
+    return dialect_error(request, status, exc.code, exc.message, headers=headers or None, top=top,
+                         field=exc.field, **extra)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return error_response(400, "invalid_json", "the request body is not valid JSON")
+        return dialect_error(request, 400, "invalid_json", "the request body is not valid JSON")
     details = validation_details(errors)
     first = details[0] if details else {"field": "body", "message": "invalid request"}
-    return error_response(422, "validation_error", f"{first['field']}: {first['message']}",
-                          field=first["field"], details=details)
+    # OpenAI answers an invalid argument with 400; /api/v1 with 422.
+    return dialect_error(request, 400 if is_openai(request) else 422, "validation_error",
+                         f"{first['field']}: {first['message']}", field=first["field"], details=details)
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -125,12 +156,12 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 _UNPARSABLE_BODY = "There was an error parsing the body"
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
-        return error_response(400, "invalid_json", "the request body is not valid JSON")
+        return dialect_error(request, 400, "invalid_json", "the request body is not valid JSON")
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+    return dialect_error(request, exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
 class ClientGone(Exception):
@@ -140,8 +171,8 @@ class ClientGone(Exception):
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: nobody reads the answer, the API log records it
 
 
-async def _client_gone(_request: Request, _exc: ClientGone) -> JSONResponse:
-    return error_response(CLIENT_CLOSED_REQUEST, "client_closed_request",
+async def _client_gone(request: Request, _exc: ClientGone) -> JSONResponse:
+    return dialect_error(request, CLIENT_CLOSED_REQUEST, "client_closed_request",
                           "the client closed the connection; its work was cancelled and not charged")
 
 

@@ -11,6 +11,8 @@ from engine.data.tables import ApiLog
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+# Every API this server speaks: its own, and the OpenAI Images dialect (/v1/*).
+API_PREFIXES = (API_PREFIX, "/v1/")
 ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Prefer, X-Request-ID"
 EXPOSE_HEADERS = ("X-Request-ID, Retry-After, RateLimit, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, "
                   "RateLimit-Reset, Location, Idempotent-Replayed")
@@ -32,7 +34,7 @@ class PublicApiCors:
         return origin if origin in self.runtime.get("cors_origins") else None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         origin = headers.get(b"origin", b"").decode("latin-1")
@@ -73,7 +75,7 @@ class ApiLogMiddleware:
         self.request_log = request_log
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX) or scope["method"] == "OPTIONS":
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES) or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = 500
@@ -103,7 +105,7 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "HEAD" or not scope["path"].startswith(API_PREFIX):
+        if scope["type"] != "http" or scope["method"] != "HEAD" or not scope["path"].startswith(API_PREFIXES):
             return await self.app(scope, receive, send)
 
         async def send_headers_only(message):

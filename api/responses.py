@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import io
 import json
 from collections.abc import Awaitable, Callable
 
 import orjson
+from PIL import Image
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.errors import ClientGone, current_request_id
 from api.schemas import ErrorEnvelope
@@ -57,6 +59,26 @@ def ok(data, status: int = 200, headers: dict | None = None, top: dict | None = 
     """The success envelope; ``top`` adds fields beside ``data`` (where a seed API document puts them)."""
     body = {"success": True, "data": jsonable_encoder(data), **(top or {}), "request_id": current_request_id()}
     return FastJSONResponse(body, status_code=status, headers=headers)
+
+
+IMAGE_FORMATS = ("png", "jpeg", "webp")
+
+
+def encoded_as(png: bytes, fmt: str) -> bytes:
+    """The PNG as ``fmt`` (JPEG and WebP at quality 90; transparency flattened for JPEG)."""
+    if fmt == "png":
+        return png
+    image = Image.open(io.BytesIO(png))
+    image = image.convert("RGB") if fmt == "jpeg" else image
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt.upper(), quality=90)
+    return buffer.getvalue()
+
+
+def image_response(png: bytes, fmt: str = "png", headers: dict | None = None) -> Response:
+    if fmt not in IMAGE_FORMATS:
+        raise InvalidRequest("format must be png, jpeg or webp", field="format")
+    return Response(encoded_as(png, fmt), media_type=f"image/{fmt}", headers=headers)
 
 
 def base_url(request: Request, engine: ImageEngine) -> str:

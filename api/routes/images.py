@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
 from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
-from api.responses import error_responses, generation_info, ok
+from api.responses import error_responses, generation_info, image_response, ok
 from api.schemas import Envelope, GenerationInfo
 from engine.errors import NotFound, Unauthenticated
 from engine.storage.gallery import valid_signature
@@ -66,8 +66,10 @@ def list_images(user: CurrentUser, engine: EngineDep,
             responses={200: {"content": {"image/png": {}}, "description": "The PNG"}, **error_responses(401, 404)})
 def get_image(image_id: str, request: Request, engine: EngineDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-              expires: int | None = None, signature: str | None = None):
-    """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`)."""
+              expires: int | None = None, signature: str | None = None,
+              format: str = "png"):  # noqa: A002  (checked after authentication, like every other input)
+    """The PNG, for its owner (Bearer auth) or anyone with a valid signed link (`expires` + `signature`);
+    `format=jpeg` or `webp` converts it on the way out (the OpenAI dialect's `output_format`)."""
     if signature is not None and expires is not None:
         # Links made before per-use keys were signed with the server secret itself: they keep working until
         # they expire (30 days at most), so links already put into posts don't break on an upgrade.
@@ -80,8 +82,7 @@ def get_image(image_id: str, request: Request, engine: EngineDep,
             raise Unauthenticated("send 'Authorization: Bearer …' or use the signed link from the generation")
         user = get_current_user(request, engine, credentials)
         record = engine.gallery.get(image_id, user.id)
-    return Response(engine.gallery.read(record), media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=3600"})
+    return image_response(engine.gallery.read(record), format, headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/{image_id}/info", response_model=Envelope[ImageInfo], responses=error_responses(401, 404))
