@@ -7,6 +7,7 @@ import functools
 import hashlib
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -17,8 +18,8 @@ from fastapi.responses import JSONResponse, Response
 
 from api.errors import ClientGone, current_request_id
 from api.schemas import ErrorEnvelope
-from engine.errors import Conflict, InvalidRequest
-from engine.storage.gallery import signed_image_path
+from engine.errors import Conflict, EngineError, InvalidRequest, JobCancelled
+from engine.storage.gallery import image_signature, signed_image_path
 from engine.billing.metering import Admission
 from engine.data.tables import User
 from engine.generation.png import data_url
@@ -198,17 +199,72 @@ async def wait_for_client(request: Request, engine: ImageEngine, tasks: list):
     return futures
 
 
+def signed_result_path(job_id: str, engine: ImageEngine) -> str:
+    """A link to an unstored image's short-lived copy, valid as long as the copy is kept."""
+    expires = int(time.time()) + engine.settings.result_ttl_minutes * 60
+    signature = image_signature(f"result:{job_id}", expires, engine.keys.image_links)
+    return f"/v1/images/results/{job_id}?expires={expires}&signature={signature}"
+
+
+async def webhook_target(request: Request, engine: ImageEngine, callback_url: str | None,
+                         run_async: bool) -> tuple[str, str] | None:
+    """(API key id, URL) a job's webhook goes to: the request's ``callback_url``, else its key's default; None
+    for none. Checked before anything is admitted: async only, a key with a secret, an allowed address."""
+    prefix = getattr(request.state, "api_key_prefix", None)
+    by_key = prefix not in (None, "session")
+    if callback_url is None:
+        if not wants_async(request, run_async) or not by_key:
+            return None
+        key = await asyncio.to_thread(engine.webhooks.key_by_prefix, prefix)
+        return (key.id, key.webhook_url) if key and key.webhook_url and key.webhook_secret else None
+    if not wants_async(request, run_async):
+        raise InvalidRequest("callback_url takes async requests (\"async\": true)", field="callback_url")
+    if not by_key:
+        raise InvalidRequest("webhooks belong to an API key: send this request with one", field="callback_url")
+    key = await asyncio.to_thread(engine.webhooks.key_by_prefix, prefix)
+    if key is None or not key.webhook_secret:
+        raise InvalidRequest("this key has no webhook secret yet: create one with POST /api/v1/webhooks",
+                             field="callback_url")
+    await outbound(engine, engine.webhooks.check_url, callback_url)  # resolves the host: the outbound pool
+    return key.id, callback_url
+
+
+def job_event(future, task, engine: ImageEngine, base: str) -> tuple[str, dict]:
+    """The webhook of a job that ended: its event type and the job as ``GET /jobs/{id}`` shows it."""
+    data: dict = {"job_id": task.id, "status": "succeeded", "error": None, "result": None,
+                  "status_url": f"{base}/api/v1/jobs/{task.id}"}
+    error = future.exception()
+    if error is not None:
+        cancelled = isinstance(error, JobCancelled)
+        data["status"] = "cancelled" if cancelled else "failed"
+        data["error"] = error.message if isinstance(error, EngineError) else "the job failed"
+        return ("job.cancelled" if cancelled else "job.failed"), data
+    result = future.result()
+    url = base + (signed_image_path(result.image_id, engine.keys.image_links) if result.stored
+                  else signed_result_path(result.job_id, engine))
+    data["result"] = {"id": result.image_id, "job_id": result.job_id, "image_url": url, "stored": result.stored,
+                      "format": "png", **generation_info(result.params.as_dict()), "duration_ms": result.duration_ms}
+    return "job.succeeded", data
+
+
 async def respond_with_image(request: Request, engine: ImageEngine, admission: Admission, task, *, storage: dict,
-                             cost: int, run_async: bool, image_url_on_top: bool = False, **extra) -> JSONResponse:
+                             cost: int, run_async: bool, image_url_on_top: bool = False,
+                             webhook: tuple[str, str] | None = None, **extra) -> JSONResponse:
     """Answer 202 with the job at once (async mode; the charge is settled when the job ends), or wait for the
     image and answer with it (``image_url_on_top``: also beside ``data``, as the Image Studio document reads it)."""
     if wants_async(request, run_async):
         admission.deferred = True
 
+        base = base_url(request, engine)
+        user_id = request.state.user_id
+
         def settle(future) -> None:
             if not future.cancelled() and future.exception() is None:
                 admission.succeeded(images=1, credits=cost)
             engine.meter.settle(admission)
+            if webhook is not None:
+                event, data = job_event(future, task, engine, base)
+                engine.webhooks.enqueue(webhook[0], user_id, task.id, webhook[1], event, data)
 
         task.future.add_done_callback(settle)
         status_url = f"/api/v1/jobs/{task.id}"

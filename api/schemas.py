@@ -43,6 +43,8 @@ class GenerateRequest(GenerationParams):
     items: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100)
     run_async: bool = Field(default=False, alias="async",
                             description="Answer 202 with a job id at once (or send `Prefer: respond-async`)")
+    callback_url: str | None = Field(default=None, max_length=2000,
+                                     description="Async only: where the signed webhook goes when the job ends")
 
     # Unknown fields are refused (422), as in batch items: a typo like `negativePrompt` must not pass silently.
     # Strict types: "256" is not a width and "yes" is not a boolean (a client bug, reported, not guessed at).
@@ -50,7 +52,7 @@ class GenerateRequest(GenerationParams):
 
     def item_defaults(self) -> dict[str, Any]:
         """The fields given at the top level, which every item inherits."""
-        return self.model_dump(exclude={"items", "run_async"}, exclude_unset=True)
+        return self.model_dump(exclude={"items", "run_async", "callback_url"}, exclude_unset=True)
 
 
 class StorageInfo(BaseModel):

@@ -39,6 +39,7 @@ from engine.storage.files import ImageStore
 from engine.accounts.throttle import LoginThrottle
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
 from engine.generation.worker import LocalWorker, Task
+from engine.webhooks.deliveries import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class ImageEngine:
         self.keys = ServerKeys(self.secret_key)
         self.runtime = RuntimeSettings(self.db, settings, keys=self.keys)
         self.runtime.encrypt_stored_secrets()
+        self.webhooks = Webhooks(self.db, self.keys, allow_private=settings.allow_private_fetch)
         for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
             self.catalog.check_alias(slug, target)
         self.meter = Meter(self.db, self.identity.id)
@@ -136,6 +138,7 @@ class ImageEngine:
             # first request. The server is ready meanwhile; a request that comes sooner just waits for it.
             threading.Thread(target=_preload_pipeline_modules, name="imagestudio-preload", daemon=True).start()
         self.worker.start()
+        self.webhooks.start()
         if self._housekeeper is None or not self._housekeeper.is_alive():
             self._stopping.clear()
             self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="imagestudio-housekeeping",
@@ -145,6 +148,7 @@ class ImageEngine:
     def stop(self) -> None:
         self._stopping.set()
         self.worker.stop()
+        self.webhooks.stop()
         self.request_log.close()
         self._renew_leases(expire=True)  # what is left is abandoned now: the next start recovers it at once
         self.identity.close()

@@ -15,14 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Account, AccountDep, CurrentUser, EngineDep
 from api.responses import (FastJSONResponse, base_url, encoded_as, idempotent, image_response, metered,
-                           wait_for_client)
+                           signed_result_path, wait_for_client)
 from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest, NotFound
 from engine.generation.jobs import GenerationResult
 from engine.generation.params import GenerationParams
 from engine.service import ImageEngine
-from engine.storage.gallery import image_signature, signed_image_path, valid_signature
+from engine.storage.gallery import signed_image_path, valid_signature
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Images"])
 
@@ -102,13 +102,6 @@ def _item(request: Request, engine: ImageEngine, result: GenerationResult, body:
     else:  # not stored on this plan: a signed link to the job's short-lived copy
         item["url"] = base_url(request, engine) + signed_result_path(result.job_id, engine) + fmt
     return item
-
-
-def signed_result_path(job_id: str, engine: ImageEngine) -> str:
-    """A link to an unstored image's copy, valid as long as the copy is kept."""
-    expires = int(time.time()) + engine.settings.result_ttl_minutes * 60
-    signature = image_signature(f"result:{job_id}", expires, engine.keys.image_links)
-    return f"/v1/images/results/{job_id}?expires={expires}&signature={signature}"
 
 
 @router.post("/images/generations", summary="Create images (OpenAI Images API)")

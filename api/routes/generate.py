@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
 from api.responses import (error_responses, idempotent, image_payload, metered, ok, respond_with_image, wait_for_client,
-                           wants_async)
+                           wants_async, webhook_target)
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.errors import EngineError, InvalidRequest
 from engine.generation.params import GenerationParams, ResolvedParams
@@ -69,10 +69,11 @@ def _resolve(engine: ImageEngine, params: GenerationParams, variant: Variant | N
 async def _single(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,
                   variant: Variant | None):
     try:
-        params = GenerationParams(**body.model_dump(exclude={"items", "run_async"}))
+        params = GenerationParams(**body.model_dump(exclude={"items", "run_async", "callback_url"}))
     except ValidationError as exc:  # e.g. a prompt of spaces: fine for GenerateRequest, empty once stripped
         raise RequestValidationError(exc.errors()) from exc
     # The engine reads the database (catalog, settings, storage quota) and writes the job row: not on the loop.
+    webhook = await webhook_target(request, engine, body.callback_url, body.run_async)
     resolved, cost = await asyncio.to_thread(_resolve, engine, params, variant)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
     kind = variant.name if variant else "generate"
@@ -81,7 +82,7 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
         task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
                                        kind=kind, charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
-                                        run_async=body.run_async, variant=kind)
+                                        run_async=body.run_async, variant=kind, webhook=webhook)
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
@@ -121,6 +122,9 @@ async def _batch(request: Request, body: GenerateRequest, account: Account, engi
                              field="items")
     if wants_async(request, body.run_async):
         raise InvalidRequest("async mode takes single requests; send the items one by one", field="async")
+    if body.callback_url is not None:
+        raise InvalidRequest("callback_url takes single async requests; send the items one by one",
+                             field="callback_url")
     planned = await asyncio.to_thread(_plan_items, engine, body, variant)
     runnable = [index for index, plan in enumerate(planned) if isinstance(plan, tuple)]
     storage = await asyncio.to_thread(engine.storage_for, account.user)

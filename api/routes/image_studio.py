@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import error_responses, idempotent, metered, ok, outbound, respond_with_image
+from api.responses import error_responses, idempotent, metered, ok, outbound, respond_with_image, webhook_target
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
@@ -48,6 +48,8 @@ class ImageStudioRequest(GenerationParams):
     strength: float = Field(default=0.6, gt=0, le=1, description="How much an edit may change the input")
     tone: str | None = Field(default=None, max_length=MAX_TONE_CHARS, description="For enhance_prompt: free text")
     run_async: bool = Field(default=False, alias="async")
+    callback_url: str | None = Field(default=None, max_length=2000,
+                                     description="Async only: where the signed webhook goes when the job ends")
 
     model_config = {"populate_by_name": True, "extra": "forbid", "str_strip_whitespace": True, "strict": True}
 
@@ -105,6 +107,7 @@ async def _load_input(engine: ImageEngine, value: str):
 
 
 async def _remove_background(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
+    webhook = await webhook_target(request, engine, body.callback_url, body.run_async)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
     cost = BACKGROUND_REMOVAL_CREDITS
 
@@ -114,7 +117,7 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
                                        prompt=body.prompt or "", store=storage["store"],
                                        charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
-                                        run_async=body.run_async, image_url_on_top=True,
+                                        run_async=body.run_async, image_url_on_top=True, webhook=webhook,
                                         action="remove_background", variant="remove_background")
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
@@ -123,6 +126,7 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
 async def _generate_or_edit(request: Request, body: ImageStudioRequest, account: Account, engine: ImageEngine):
     # Validated and priced before admission, admitted before the input image is fetched or decoded. An edit
     # sized like its input is priced at the model's native size, so its price doesn't wait for the image.
+    webhook = await webhook_target(request, engine, body.callback_url, body.run_async)
     resolved, spec = await asyncio.to_thread(_prepare, engine, body, None)
     cost = generation_credits(spec, resolved.width, resolved.height)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
@@ -138,7 +142,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
                                        charge_id=admission.charge_id, cost=cost)
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True, action=action,
-                                        variant=action)
+                                        variant=action, webhook=webhook)
 
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 

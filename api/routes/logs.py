@@ -10,7 +10,6 @@ from pydantic import BaseModel
 from api.deps import CurrentUser, EngineDep
 from api.responses import error_responses, ok
 from api.schemas import Envelope
-from engine.data.tables import ApiLog
 
 router = APIRouter(prefix="/logs", tags=["logs"])
 

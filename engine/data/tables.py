@@ -75,6 +75,28 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    # Webhooks of this key's async requests: a default callback URL, and the signing secret (encrypted at rest
+    # with a key derived from the server secret; shown to the user once).
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_secret: str | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One webhook to deliver (a job ended), retried with backoff until it is accepted or a day has passed."""
+
+    id: str = Field(default_factory=lambda: new_id("msg"), primary_key=True)  # the `webhook-id` header
+    key_id: str = Field(foreign_key="apikey.id", index=True)
+    user_id: str = Field(index=True)
+    job_id: str = Field(index=True)
+    url: str = Field(max_length=2000)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", index=True)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
 
 
 class ApiKeyPublic(SQLModel):

@@ -378,7 +378,28 @@ class SafeFetcher:
             raise self._refused(field)
         return addresses[0].split("%", 1)[0]
 
-    def _pinned_request(self, url: httpx.URL, deadline: float, field: str) -> httpx.Request:
+    def post(self, url: str, body: bytes, headers: dict[str, str], field: str = "callback_url") -> int:
+        """POST ``body`` to ``url`` under the same address rules as a fetch (the connection pinned to the vetted
+        address, redirects not followed); the answer's status code."""
+        deadline = time.monotonic() + self.limits.fetch_timeout_s
+        request = self._pinned_request(self._parse_url(url, field), deadline, field, method="POST", body=body,
+                                       headers=headers)
+        with httpx.HTTPTransport(retries=0) as transport:
+            try:
+                response = transport.handle_request(request)
+            except httpx.TimeoutException as exc:
+                raise self._timeout(field) from exc
+            except httpx.HTTPError as exc:
+                raise InvalidRequest(f"could not reach {field}: connection failed", field=field) from exc
+            response.close()
+            return response.status_code
+
+    def check(self, url: str, field: str) -> None:
+        """Refuse a URL this fetcher would refuse, without connecting (for URLs kept to be called later)."""
+        self._resolve(self._parse_url(url, field), field)
+
+    def _pinned_request(self, url: httpx.URL, deadline: float, field: str, *, method: str = "GET",
+                        body: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Request:
         ip = self._resolve(url, field)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -390,10 +411,10 @@ class SafeFetcher:
         if url.scheme == "https":
             extensions["sni_hostname"] = hostname  # the TLS handshake and certificate check use the real name
         return httpx.Request(
-            "GET", url.copy_with(host=ip),
+            method, url.copy_with(host=ip), content=body,
             # identity: a compressed body could expand far beyond max_bytes before we get to count it
             headers={"Host": host_header, "Accept": "image/png, image/jpeg, image/webp",
-                     "Accept-Encoding": "identity", "User-Agent": "ImageStudio-fetcher"},
+                     "Accept-Encoding": "identity", "User-Agent": "ImageStudio-fetcher", **(headers or {})},
             extensions=extensions,
         )
 
