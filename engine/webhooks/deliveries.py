@@ -18,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from engine.accounts.keys import SecretUnreadable
 from engine.data.db import read_scope, session_scope
 from engine.data.tables import ApiKey, ApiLog, WebhookDelivery, utcnow
 from engine.errors import DatabaseBusy, InvalidRequest, NotFound
@@ -114,6 +115,8 @@ class Webhooks:
                 self.send_due()
             except DatabaseBusy:
                 log.info("webhooks: the database is busy; trying again shortly")
+            except Exception:  # a bug in one delivery must not stop every later one: log it, go on
+                log.exception("webhooks: sending failed")
 
     def send_due(self) -> int:
         """Send the deliveries that are due (claimed one by one, so two processes never send one twice)."""
@@ -144,12 +147,16 @@ class Webhooks:
             key = session.get(ApiKey, delivery.key_id)
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         timestamp = int(time.time())
-        status_code, error = None, None
+        status_code, error, secret = None, None, None
         started = time.perf_counter()
         if key is None or not key.webhook_secret:
             error = "the API key has no webhook secret"
         else:
-            secret = self._keys.decrypt(key.webhook_secret)
+            try:
+                secret = self._keys.decrypt(key.webhook_secret)
+            except SecretUnreadable:
+                secret, error = None, "the key's webhook secret can't be decrypted (was the server secret changed?)"
+        if secret is not None:
             headers = {"Content-Type": "application/json", "webhook-id": delivery.id,
                        "webhook-timestamp": str(timestamp),
                        "webhook-signature": sign(secret, delivery.id, timestamp, body)}
@@ -162,7 +169,7 @@ class Webhooks:
         given_up = not ok and attempts > len(self.retry_delays_s)
         with session_scope(self._db) as session:
             row = session.get(WebhookDelivery, delivery.id)
-            row.attempts, row.last_status_code, row.last_error = attempts, status_code, (error or None)
+            row.attempts, row.last_status_code, row.last_error = attempts, status_code, (error[:500] if error else None)
             if ok:
                 row.status, row.delivered_at = "delivered", utcnow()
             elif given_up:

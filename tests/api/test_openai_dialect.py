@@ -95,7 +95,7 @@ def test_401_402_429_in_openai_shape(client, engine, user_and_key, auth):
     body = {"model": "tiny-sd", "prompt": "x", "size": "256x256"}
     error = openai_error(client.post("/v1/images/generations", json=body), 401)
     assert error["type"] == "invalid_request_error" and error["code"] == "invalid_api_key"
-    set_plan(engine, user_and_key[0], requests_per_minute=1)
+    set_plan(engine, user_and_key[0], requests_per_day=1)  # not per minute: a minute may turn mid-test
     set_workspace(engine, user_and_key[0], credits=0)
     error = openai_error(client.post("/v1/images/generations", json=body, headers=auth), 402)
     assert error["type"] == error["code"] == "insufficient_quota"

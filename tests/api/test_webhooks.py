@@ -132,3 +132,21 @@ def test_private_addresses_and_misuse_are_refused(client, auth, engine, user_and
     assert sync.status_code == 400 and "async" in sync.json()["error"]["message"]
     assert client.post("/api/v1/webhooks", headers=auth, json={"url": "http://10.0.0.7/"}).status_code == 400
     assert Receiver.received == []
+
+
+def test_an_unreadable_secret_fails_the_delivery_not_the_sender(client, auth, hooks, receiver, engine):
+    from engine.data.db import session_scope
+    from engine.data.tables import ApiKey
+
+    with session_scope(engine.db) as session:  # as if the server secret had changed since
+        for key in session.query(ApiKey).all():
+            key.webhook_secret = "enc:v1:not-decryptable"
+            session.add(key)
+        session.commit()
+    client.post("/api/v1/generate", headers=auth, json={"prompt": "lost", **SMALL, "async": True,
+                                                        "callback_url": receiver})
+    assert wait_for(lambda: (client.get("/api/v1/webhooks/deliveries", headers=auth).json()["data"]["deliveries"]
+                             or [{}])[0].get("last_error"))
+    delivery = client.get("/api/v1/webhooks/deliveries", headers=auth).json()["data"]["deliveries"][0]
+    assert "can't be decrypted" in delivery["last_error"] and Receiver.received == []
+    assert engine.webhooks._thread.is_alive()
