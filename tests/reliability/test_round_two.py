@@ -166,12 +166,12 @@ def test_a_caller_that_never_hears_of_its_delivered_image_still_pays_for_it(engi
 def test_a_key_out_of_credits_or_over_its_limit_fetches_nothing(client, engine, user_and_key, auth, local_site,
                                                                 action):
     engine.settings.allow_private_fetch = True
-    set_plan(engine, user_and_key[0], requests_per_minute=1)
+    set_plan(engine, user_and_key[0], requests_per_day=1)  # not per minute: a minute may turn mid-test
     set_workspace(engine, user_and_key[0], credits=0)
     body = {"action": action, "prompt": "x", "model": "tiny-sd", "input_image": f"{local_site}/img.png"}
     refused(client.post("/api/v1/image-studio", headers=auth, json=body), 402, "insufficient_credits")
     set_workspace(engine, user_and_key[0], credits=100)
-    client.post("/api/v1/generate", headers=auth, json={"prompt": "uses the minute", **SMALL})
+    client.post("/api/v1/generate", headers=auth, json={"prompt": "uses the day", **SMALL})
     refused(client.post("/api/v1/image-studio", headers=auth, json=body), 429, "rate_limited")
     assert Handler.hits == []
     with session_scope(engine.db) as session:
