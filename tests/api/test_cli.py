@@ -9,8 +9,11 @@ runner = CliRunner()
 
 
 def env_for(settings):
-    return {"IMAGESTUDIO_DATA_DIR": str(settings.data_dir), "IMAGESTUDIO_MODELS_PATH": str(settings.models_dir),
-            "IMAGESTUDIO_DEVICE": "cpu"}
+    env = {"IMAGESTUDIO_DATA_DIR": str(settings.data_dir), "IMAGESTUDIO_MODELS_PATH": str(settings.models_dir),
+           "IMAGESTUDIO_DEVICE": "cpu"}
+    if settings.database_url:  # the PostgreSQL pass: the CLI works on the test's database too
+        env["IMAGESTUDIO_DATABASE_URL"] = settings.database_url
+    return env
 
 
 def test_keys_create_list_revoke(settings):
