@@ -10,6 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.api.helpers import SMALL, set_plan, set_workspace
+from tests.support import wait_until as wait_for
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -49,14 +50,6 @@ def hooks(client, engine, user_and_key, auth):
     assert created.status_code == 200, created.text
     return created.json()["data"]["secret"]
 
-
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def verified(secret: str, index: int = -1) -> dict:

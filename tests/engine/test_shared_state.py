@@ -8,6 +8,7 @@ from engine.errors import Conflict
 from engine.data.tables import Plan, User
 from engine.runtime_settings import shared_secret_key
 from engine.service import ImageEngine
+from tests.support import wait_until
 
 
 def test_one_secret_for_every_process_on_the_database(settings, tmp_path):
@@ -76,16 +77,6 @@ def test_postgres_deadlocks_and_lock_timeouts_are_a_retryable_busy_database():
         assert is_busy(OperationalError("SELECT 1", {}, SimpleNamespace(sqlstate=sqlstate))) is busy
 
 
-def _wait_for(condition, timeout=60.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 def test_progress_and_cancel_reach_across_processes(engine, settings, tmp_path, monkeypatch):
     """Two engines on one database, as two processes are: the one that doesn't run a job sees its progress and
@@ -108,12 +99,12 @@ def test_progress_and_cancel_reach_across_processes(engine, settings, tmp_path, 
     def row(job_id) -> Job:
         return other.job(job_id, user.id)
 
-    assert _wait_for(lambda: (other.job_progress(row(running.id)) or (0, 0))[0] >= 1)
+    assert wait_until(lambda: (other.job_progress(row(running.id)) or (0, 0))[0] >= 1, timeout=60)
     step, total = other.job_progress(row(running.id))
     assert total == 50 and 1 <= step < 50 and other.worker.get(running.id) is None  # seen from the other one
     assert other.cancel_job(queued.id) and other.cancel_job(running.id)
-    assert _wait_for(lambda: row(running.id).status == "cancelled")
+    assert wait_until(lambda: row(running.id).status == "cancelled", timeout=60)
     engine._cancel_requested_elsewhere()  # the owner's heartbeat
-    assert _wait_for(lambda: row(queued.id).status == "cancelled")
+    assert wait_until(lambda: row(queued.id).status == "cancelled", timeout=60)
     assert not other.cancel_job(running.id)  # over: nothing to cancel
     engine.stop()
