@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from api.dialects import openai_images
+from api.dialects import openai_edits, openai_images
 from api.errors import RequestContextMiddleware, dialect_error, install_error_handlers
 from api.responses import ok
 from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     app.add_middleware(PublicApiCors, runtime=engine.runtime)
     app.include_router(api_router)
     app.include_router(openai_images.router)
+    app.include_router(openai_edits.router)
     _add_api_fallback(app)
     if settings.studio_enabled if with_studio is None else with_studio:
         from studio import mount_studio

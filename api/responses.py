@@ -140,15 +140,16 @@ _MAX_KEY = 255
 
 
 async def idempotent(request: Request, engine: ImageEngine, user: User,
-                     produce: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
+                     produce: Callable[[], Awaitable[JSONResponse]], fingerprint: str | None = None) -> JSONResponse:
     """With an ``Idempotency-Key`` header, a retried POST gets the first (2xx) response back
-    instead of running, and being charged, again."""
+    instead of running, and being charged, again. ``fingerprint`` stands for the body where its bytes change
+    between retries of one request (multipart boundaries)."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return await produce()
     if not 1 <= len(key) <= _MAX_KEY or not key.isprintable():
         raise InvalidRequest(f"Idempotency-Key must be 1-{_MAX_KEY} printable characters", field="Idempotency-Key")
-    body_hash = hashlib.sha256(await request.body()).hexdigest()
+    body_hash = fingerprint or hashlib.sha256(await request.body()).hexdigest()
     endpoint = request.url.path
     store = engine.idempotency
     existing = await asyncio.to_thread(store.claim, user.id, key, endpoint, body_hash)

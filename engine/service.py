@@ -26,7 +26,8 @@ from engine.data.db import init_db, make_engine, read_scope, session_scope
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
 from engine.storage.gallery import Gallery
-from engine.generation.params import (GenerationParams, ResolvedParams, check_inputs, steps_for_edit)
+from engine.generation.params import (GenerationParams, ResolvedParams, check_edit_inputs, check_inputs,
+                                      steps_for_edit)
 from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.billing.metering import Meter
 from engine.data.idempotency import IdempotencyStore
@@ -250,14 +251,19 @@ class ImageEngine:
                                    warnings=((warning,) if warning else ()) + resolved.warnings)
 
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
-                          kind: str = "generate", init_image: Image.Image | None = None,
-                          strength: float = 0.6, charge_id: str | None = None, cost: int = 0) -> Task:
+                          kind: str = "generate", init_image: Image.Image | list[Image.Image] | None = None,
+                          strength: float = 0.6, mask: Image.Image | None = None, charge_id: str | None = None,
+                          cost: int = 0) -> Task:
         """Validate now (errors raise here), then queue; the task's future gives a GenerationResult.
 
-        Text-to-image requests may be batched with compatible ones; edits run alone.
+        Text-to-image requests may be batched with compatible ones; edits (``init_image``: one image, or
+        several for FLUX.2's references; with ``mask``: inpainting) run alone.
         """
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
-        if init_image is not None and self.catalog.get(resolved.model).edit_uses_strength:
+        init_images = init_image if isinstance(init_image, list) else [init_image] if init_image else None
+        spec = self.catalog.get(resolved.model)
+        check_edit_inputs(spec, init_images, mask)
+        if init_images and spec.edit_uses_strength:
             steps = steps_for_edit(resolved.steps, strength)
             if steps != resolved.steps:
                 resolved = dataclasses.replace(resolved, steps=steps, warnings=resolved.warnings + (
@@ -265,9 +271,9 @@ class ImageEngine:
                     f"runs int(steps × strength) denoising steps, and fewer than one would change nothing",))
         job = GenerationJob(user=user, params=resolved, store=self.settings.storage_enabled if store is None else store,
                             kind=kind, charge_id=charge_id, cost=cost)
-        if init_image is not None:
+        if init_images:
             return self._submit(user, kind, resolved.as_dict(),
-                                run=lambda task: self.jobs.run_edit(task, job, init_image, strength))
+                                run=lambda task: self.jobs.run_edit(task, job, init_images, strength, mask))
         return self._submit(user, kind, resolved.as_dict(), batch_key=resolved.batch_key(),
                             run_batch=self.jobs.run_generation_batch, payload=job)
 

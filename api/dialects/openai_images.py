@@ -1,4 +1,4 @@
-"""The OpenAI Images API (`/v1/images/generations`, `/v1/models`), for the `openai` SDKs and everything built on
+"""The OpenAI Images API (`/v1/images/generations`, `/v1/models`; edits and variations in `openai_edits`), for the `openai` SDKs and everything built on
 them: a client changes only its base URL (`…/v1`) and key. Answers and errors in OpenAI's shapes."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ImageGenerationRequest(BaseModel):
     user: str | None = Field(default=None, max_length=256)
 
 
-def _size(value: str) -> tuple[int, int] | None:
+def parse_size(value: str) -> tuple[int, int] | None:
     if value == "auto":
         return None
     match = _SIZE.match(value)
@@ -59,7 +59,14 @@ def _size(value: str) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _steps_for_quality(default: int, quality: str) -> int:
+def catalog_slug(engine: ImageEngine, model: str | None) -> str | None:
+    """The catalog slug a request's ``model`` names; OpenAI's own names run the default (None) unless aliased."""
+    if model in OPENAI_MODELS and model not in engine.model_aliases():
+        return None
+    return model
+
+
+def steps_for_quality(default: int, quality: str) -> int:
     """OpenAI's quality as denoising steps: fewer for low, the model's own for standard, more for high/hd."""
     if quality == "low":
         return max(1, default // 2)
@@ -73,11 +80,9 @@ def _plan(engine: ImageEngine, body: ImageGenerationRequest):
     if body.background == "transparent":
         raise InvalidRequest("background 'transparent' is not supported here; remove the background with "
                              "/api/v1/image-studio (action remove_background)", field="background")
-    slug = body.model
-    if slug in OPENAI_MODELS and slug not in engine.model_aliases():
-        slug = None  # the server's default model
+    slug = catalog_slug(engine, body.model)
     prompt = body.prompt if not body.style or not STYLE_WORDS[body.style] else f"{body.prompt}, {STYLE_WORDS[body.style]}"
-    size = _size(body.size)
+    size = parse_size(body.size)
     fields = {"prompt": prompt, "model": slug}
     if size:
         fields.update(width=size[0], height=size[1])
@@ -86,17 +91,19 @@ def _plan(engine: ImageEngine, body: ImageGenerationRequest):
     resolved = []
     for _ in range(body.n):  # each its own random seed; compatible, so the worker runs them as one batch
         one = engine.prepare(params)
-        resolved.append(dataclasses.replace(one, steps=_steps_for_quality(one.steps, body.quality)))
+        resolved.append(dataclasses.replace(one, steps=steps_for_quality(one.steps, body.quality)))
     spec = engine.catalog.get(resolved[0].model)
     return resolved, generation_credits(spec, resolved[0].width, resolved[0].height)
 
 
-def _item(request: Request, engine: ImageEngine, result: GenerationResult, body: ImageGenerationRequest) -> dict:
+def data_item(request: Request, engine: ImageEngine, result: GenerationResult, response_format: str,
+              output_format: str) -> dict:
+    """One entry of ``data``: the image inline (``b64_json``) or as a signed link (``url``)."""
     item: dict = {"revised_prompt": result.params.prompt}
-    if body.response_format == "b64_json":
-        item["b64_json"] = base64.b64encode(encoded_as(result.png, body.output_format)).decode()
+    if response_format == "b64_json":
+        item["b64_json"] = base64.b64encode(encoded_as(result.png, output_format)).decode()
         return item
-    fmt = "" if body.output_format == "png" else f"&format={body.output_format}"
+    fmt = "" if output_format == "png" else f"&format={output_format}"
     if result.stored:
         item["url"] = base_url(request, engine) + signed_image_path(result.image_id, engine.keys.image_links) + fmt
     else:  # not stored on this plan: a signed link to the job's short-lived copy
@@ -123,20 +130,27 @@ async def _generate(request: Request, body: ImageGenerationRequest, account: Acc
         for params in resolved:
             tasks.append(await asyncio.to_thread(engine.submit_generation, account.user, params,
                                                  store=storage["store"], charge_id=admission.charge_id, cost=cost))
-        futures = await wait_for_client(request, engine, tasks)
-        results = [future.result() for future in futures]  # one failure fails the request, as at OpenAI
-        for _ in results:
-            admission.succeeded(images=1, credits=cost)
-        width, height = resolved[0].width, resolved[0].height
-        return FastJSONResponse({
-            "created": int(time.time()),
-            "data": [_item(request, engine, result, body) for result in results],
-            # gpt-image-1's fields beside the data, and ours: what actually ran.
-            "background": "opaque", "output_format": body.output_format, "quality": body.quality,
-            "size": f"{width}x{height}", "model": resolved[0].model,
-        })
+        return await answer_with_images(request, engine, admission, tasks, cost, response_format=body.response_format,
+                                        output_format=body.output_format, quality=body.quality)
 
     return await metered(request, engine, account.workspace.id, requests=body.n, credits=cost * body.n, work=work)
+
+
+async def answer_with_images(request: Request, engine: ImageEngine, admission: Admission, tasks: list, cost: int, *,
+                             response_format: str, output_format: str, quality: str) -> FastJSONResponse:
+    """Wait for every image (the caller hanging up cancels them), then answer in OpenAI's shape."""
+    futures = await wait_for_client(request, engine, tasks)
+    results = [future.result() for future in futures]  # one failure fails the request, as at OpenAI
+    for _ in results:
+        admission.succeeded(images=1, credits=cost)
+    first = results[0].params
+    return FastJSONResponse({
+        "created": int(time.time()),
+        "data": [data_item(request, engine, result, response_format, output_format) for result in results],
+        # gpt-image-1's fields beside the data, and ours: what actually ran.
+        "background": "opaque", "output_format": output_format, "quality": quality,
+        "size": f"{first.width}x{first.height}", "model": first.model,
+    })
 
 
 @router.get("/images/results/{job_id}", include_in_schema=False)

@@ -23,6 +23,12 @@ FAMILY_PIPELINES: dict[str, tuple[str, str | None]] = {
     "flux2": ("Flux2Pipeline", "Flux2Pipeline"),
     "flux2-klein": ("Flux2KleinPipeline", "Flux2KleinPipeline"),
 }
+# Inpainting (an image and a mask: only the mask's white area is repainted). FLUX.2 has no inpaint pipeline.
+FAMILY_INPAINT_PIPELINES: dict[str, str] = {
+    "sd": "StableDiffusionInpaintPipeline",
+    "sdxl": "StableDiffusionXLInpaintPipeline",
+    "flux": "FluxInpaintPipeline",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,15 @@ class ModelSpec:
     @property
     def edit_pipeline_class(self) -> str | None:
         return FAMILY_PIPELINES.get(self.family, (None, None))[1]
+
+    @property
+    def inpaint_pipeline_class(self) -> str | None:
+        return FAMILY_INPAINT_PIPELINES.get(self.family)
+
+    @property
+    def multi_reference(self) -> bool:
+        """FLUX.2 edits with several reference images at once; the others edit one image."""
+        return self.family in ("flux2", "flux2-klein")
 
     @property
     def edit_uses_strength(self) -> bool:

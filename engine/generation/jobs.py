@@ -159,7 +159,8 @@ class JobRunner:
             except BaseException as exc:
                 task.finish(error=self.failed(task, exc))
 
-    def run_edit(self, task: Task, job: GenerationJob, init_image: Image.Image, strength: float) -> GenerationResult:
+    def run_edit(self, task: Task, job: GenerationJob, init_images: list[Image.Image], strength: float,
+                 mask: Image.Image | None = None) -> GenerationResult:
         self.mark_running(task)
         started = time.perf_counter()
         try:
@@ -170,8 +171,9 @@ class JobRunner:
                 progress.step(step, total)
                 return task.report(step, total)
 
-            image = run_pipeline(loaded.edit_pipe(), loaded.spec, [job.params], on_step=on_step,
-                                 init_images=[init_image], strength=strength)[0]
+            pipe = loaded.inpaint_pipe() if mask is not None else loaded.edit_pipe()
+            image = run_pipeline(pipe, loaded.spec, [job.params], on_step=on_step, init_images=init_images,
+                                 strength=strength, mask=mask)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")
             return self.complete(task, job, encode_png(image, job.params, job.png_extra()), started)

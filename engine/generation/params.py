@@ -200,6 +200,22 @@ def latent_preview(latents: torch.Tensor, spec: ModelSpec) -> bytes:
     return png.encode(Image.fromarray(pixels))
 
 
+def check_edit_inputs(spec: ModelSpec, init_images: list[Image.Image] | None, mask: Image.Image | None) -> None:
+    """Refuse an edit the model would not do as asked, before it is queued or charged."""
+    if mask is not None and not init_images:
+        raise InvalidRequest("a mask needs an image to inpaint", field="mask")
+    if not init_images:
+        return
+    if spec.edit_pipeline_class is None:
+        raise InvalidRequest(f"model '{spec.slug}' cannot edit images", field="model")
+    if mask is not None and spec.inpaint_pipeline_class is None:
+        raise InvalidRequest(f"model '{spec.slug}' ({spec.name}) has no inpainting pipeline; edit without a mask "
+                             f"or choose an SD, SDXL or FLUX.1 model", field="mask")
+    if len(init_images) > 1 and (mask is not None or not spec.multi_reference):
+        raise InvalidRequest(f"model '{spec.slug}' edits one image at a time (several reference images need a "
+                             f"FLUX.2 model, without a mask); {len(init_images)} were sent", field="image")
+
+
 def steps_for_edit(steps: int, strength: float) -> int:
     """Image-to-image runs only the last ``int(steps × strength)`` steps; the fewest steps, from ``steps`` up,
     that leave at least one (steps 1 at strength 0.5 would denoise nothing and crash the pipeline)."""
@@ -211,10 +227,12 @@ def steps_for_edit(steps: int, strength: float) -> int:
 
 def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
                  init_images: list[Image.Image] | None = None, strength: float = 0.6,
-                 on_latents: LatentsCallback | None = None) -> list[Image.Image]:
+                 on_latents: LatentsCallback | None = None, mask: Image.Image | None = None) -> list[Image.Image]:
     """One pipeline call for one or more compatible requests, each with its own seed.
 
-    Noise comes from CPU generators, so a seed gives the same picture on any device.
+    ``init_images``: an edit (one image per request, or FLUX.2's reference images); with ``mask`` (white is
+    repainted, black kept) on an inpaint pipeline. Noise comes from CPU generators, so a seed gives the same
+    picture on any device.
     """
     first = batch[0]
     assert all(p.batch_key() == first.batch_key() for p in batch), "batch mixes incompatible requests"
@@ -229,7 +247,10 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
         kwargs.update(width=first.width, height=first.height)
     else:
         kwargs.update(image=[im.convert("RGB").resize((first.width, first.height)) for im in init_images])
-        if "strength" in _call_parameters(pipe):
+        if mask is not None:
+            kwargs.update(mask_image=mask.convert("L").resize((first.width, first.height)), strength=strength,
+                          width=first.width, height=first.height)
+        elif "strength" in _call_parameters(pipe):
             kwargs["strength"] = strength
         elif "width" in _call_parameters(pipe):
             kwargs.update(width=first.width, height=first.height)

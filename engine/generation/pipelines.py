@@ -48,6 +48,16 @@ class LoadedPipeline:
     load_seconds: float
     last_used: float = field(default_factory=time.monotonic)
     _edit_pipe: object | None = None
+    _inpaint_pipe: object | None = None
+
+    def inpaint_pipe(self):
+        """The inpainting variant, sharing this pipeline's modules (no extra memory)."""
+        if self._inpaint_pipe is None:
+            cls_name = self.spec.inpaint_pipeline_class
+            if cls_name is None:
+                raise ModelUnavailable(f"model '{self.spec.slug}' has no inpainting pipeline")
+            self._inpaint_pipe = diffusers_class(cls_name).from_pipe(self.pipe)
+        return self._inpaint_pipe
 
     def edit_pipe(self):
         """The image-to-image variant, sharing this pipeline's modules (no extra memory)."""
@@ -174,7 +184,7 @@ class PipelineManager:
 
     def _free(self, entry: LoadedPipeline) -> None:
         entry.pipe = None
-        entry._edit_pipe = None
+        entry._edit_pipe = entry._inpaint_pipe = None
         if self.device == "cuda":
             torch.cuda.empty_cache()
 

@@ -125,3 +125,98 @@ def test_n_images_count_as_n_requests_and_credits(client, engine, user_and_key, 
     assert response.status_code == 200 and len(response.json()["data"]) == 3
     usage = client.get("/api/v1/usage", headers=auth).json()["data"]
     assert usage["usage"]["today"]["requestCount"] == 3 and usage["credits"]["balance"] == 7
+
+
+# -- edits and variations ---------------------------------------------------------------------------------------
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def half_mask(size=(256, 256)) -> bytes:
+    """OpenAI's mask convention: the transparent right half is what gets repainted."""
+    mask = Image.new("RGBA", size, (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (size[0] // 2, 0, size[0], size[1]))
+    return png_bytes(mask)
+
+
+SOURCE = png_bytes(Image.effect_noise((256, 256), 60).convert("RGB"))
+
+
+def test_the_sdk_inpaints_with_a_mask_in_both_formats(server):
+    client = sdk(server)
+    inline = client.images.edit(model="tiny-sd", image=("room.png", SOURCE, "image/png"), prompt="a blue door",
+                                mask=("mask.png", half_mask(), "image/png"), response_format="b64_json")
+    edited = Image.open(io.BytesIO(base64.b64decode(inline.data[0].b64_json)))
+    assert edited.size == (256, 256) and inline.data[0].revised_prompt == "a blue door"
+    assert edited.text["kind"] == "edit"
+    linked = client.images.edit(model="tiny-sdxl", image=("room.png", SOURCE, "image/png"), prompt="a red door",
+                                mask=("mask.png", half_mask(), "image/png"), n=2, response_format="url")
+    assert len(linked.data) == 2
+    for item in linked.data:
+        fetched = httpx.get(item.url, timeout=30)
+        assert fetched.status_code == 200 and png_size(fetched.content) == (256, 256)
+
+
+def test_the_sdk_edits_without_a_mask_and_makes_variations(server):
+    client = sdk(server)
+    edit = client.images.edit(model="tiny-sd", image=("room.png", SOURCE, "image/png"), prompt="at night",
+                              size="256x256", response_format="b64_json")
+    assert png_size(base64.b64decode(edit.data[0].b64_json)) == (256, 256)
+    made = client.images.generate(model="tiny-sd", prompt="a lighthouse at dusk", size="256x256",
+                                  response_format="b64_json")
+    variations = client.images.create_variation(model="tiny-sd", n=2, response_format="b64_json",
+                                                image=("made.png", base64.b64decode(made.data[0].b64_json)))
+    assert len(variations.data) == 2
+    assert variations.data[0].revised_prompt == "a lighthouse at dusk"  # the prompt recorded in the image
+    images = [Image.open(io.BytesIO(base64.b64decode(item.b64_json))) for item in variations.data]
+    assert images[0].text["kind"] == "variation" and images[0].tobytes() != images[1].tobytes()
+
+
+def test_edit_errors_are_openai_400s(client, engine, user_and_key, auth):
+    set_plan(engine, user_and_key[0])
+
+    def edit(files, **fields):
+        return client.post("/v1/images/edits", headers=auth, files=files,
+                           data={"prompt": "x", "model": "tiny-sd", **fields})
+
+    assert openai_error(edit({}), 400)["param"] == "image"
+    opaque_mask = png_bytes(Image.new("L", (256, 256), 255))
+    error = openai_error(edit({"image": SOURCE, "mask": opaque_mask}), 400)
+    assert error["param"] == "mask" and "alpha" in error["message"]
+    error = openai_error(edit({"image": SOURCE, "mask": half_mask((128, 128))}), 400)
+    assert error["param"] == "mask" and "same size" in error["message"]
+    assert openai_error(edit({"image": SOURCE}, nonsense="1"), 400)["param"] == "nonsense"
+    assert openai_error(edit({"image": SOURCE}, n="99"), 400)["param"] == "n"
+    assert openai_error(edit({"image": b"not an image"}), 400)["param"] == "image"
+    two = [("image[]", ("a.png", SOURCE)), ("image[]", ("b.png", SOURCE))]
+    error = openai_error(client.post("/v1/images/edits", headers=auth, files=two, data={"prompt": "x",
+                                                                                       "model": "tiny-sd"}), 400)
+    assert error["param"] == "image" and "one image" in error["message"]
+    assert openai_error(client.post("/v1/images/edits", json={"prompt": "x"}), 401)["code"] == "invalid_api_key"
+
+
+def test_an_edit_with_transparency_and_no_mask_inpaints_the_transparent_part(client, engine, user_and_key, auth):
+    """dall-e-2's convention: without a mask, the image's own transparent pixels are what to edit."""
+    set_plan(engine, user_and_key[0])
+    source = Image.effect_noise((256, 256), 60).convert("RGBA")
+    source.paste((0, 0, 0, 0), (128, 0, 256, 256))
+    response = client.post("/v1/images/edits", headers=auth, files={"image": png_bytes(source)},
+                           data={"prompt": "a window", "model": "tiny-sd", "response_format": "b64_json",
+                                 "size": "256x256"})
+    assert response.status_code == 200, response.text
+    assert png_size(base64.b64decode(response.json()["data"][0]["b64_json"])) == (256, 256)
+
+
+def test_an_edit_retried_with_the_same_idempotency_key_runs_once(client, engine, user_and_key, auth):
+    set_plan(engine, user_and_key[0])
+    set_workspace(engine, user_and_key[0], credits=10)
+    headers = {**auth, "Idempotency-Key": "edit-once"}
+    answers = [client.post("/v1/images/edits", headers=headers, files={"image": SOURCE},  # a new boundary each time
+                           data={"prompt": "a door", "model": "tiny-sd", "response_format": "b64_json"})
+               for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200] and answers[1].headers["idempotent-replayed"] == "true"
+    assert answers[0].json()["data"] == answers[1].json()["data"]
+    assert client.get("/api/v1/usage", headers=auth).json()["data"]["credits"]["balance"] == 9
