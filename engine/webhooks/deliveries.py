@@ -64,14 +64,15 @@ class Webhooks:
         return url
 
     # -- a key's settings ------------------------------------------------------------------------
-    def configure(self, key_id: str, url: str | None) -> str:
-        """Set the key's default callback URL and make it a new signing secret; the secret, shown only now."""
+    def configure(self, key_id: str, url: str | None, user_id: str | None = None) -> str:
+        """Set the key's default callback URL and make it a new signing secret; the secret, shown only now.
+        With ``user_id``, only that user's key."""
         if url:
             self.check_url(url, "url")
         secret = new_secret()
         with session_scope(self._db) as session:
             key = session.get(ApiKey, key_id)
-            if key is None or key.revoked_at is not None:
+            if key is None or key.revoked_at is not None or (user_id is not None and key.user_id != user_id):
                 raise NotFound("no such API key")
             key.webhook_url, key.webhook_secret = url or None, self._keys.encrypt(secret)
             session.add(key)

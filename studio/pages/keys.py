@@ -1,11 +1,12 @@
-"""API keys (/keys): create (shown once), list by prefix, revoke; ready-to-paste snippets."""
+"""API keys (/keys): create (shown once), list by prefix, revoke; each key's webhook (URL, secret shown once) and
+the latest webhook deliveries; ready-to-paste snippets."""
 
 from __future__ import annotations
 
 from nicegui import ui
 
 from engine.accounts.users import display_prefix
-from engine.data.tables import ApiKey, User
+from engine.data.tables import ApiKey, User, WebhookDelivery
 from engine.errors import EngineError
 from engine.service import ImageEngine
 from studio import auth
@@ -21,8 +22,13 @@ def register(engine: ImageEngine) -> None:
         if user is None:
             return
         keys = await off_loop(KeysPage.read, engine, user.id)
+        deliveries = await off_loop(engine.webhooks.deliveries, user.id, DELIVERIES_SHOWN)
         with frame(user, "/keys", "API keys", "Let your sites, apps and scripts generate images on this server."):
-            KeysPage(engine, user, server_url(engine), keys)
+            KeysPage(engine, user, server_url(engine), keys, deliveries)
+
+
+DELIVERIES_SHOWN = 20
+DELIVERY_COLORS = {"delivered": "positive", "pending": "warning", "failed": "negative"}
 
 
 def server_url(engine: ImageEngine) -> str:
@@ -71,8 +77,9 @@ if (!empty($body['success'])) {{
 
 
 class KeysPage:
-    def __init__(self, engine: ImageEngine, user: User, base_url: str, keys: list[ApiKey]):
-        """``keys``: ``KeysPage.read(engine, user.id)``, read off the loop."""
+    def __init__(self, engine: ImageEngine, user: User, base_url: str, keys: list[ApiKey],
+                 deliveries: list[WebhookDelivery]):
+        """``keys``: ``KeysPage.read(engine, user.id)``, and the latest webhook deliveries, read off the loop."""
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.dialogs = ui.element("div")
@@ -86,6 +93,15 @@ class KeysPage:
             self.name.on("keydown.enter", self.create)
         with card("Your keys", icon="key"):
             self.list_box = ui.column().classes("w-full gap-0").mark("key-list")
+        with card("Webhook deliveries", icon="webhook"):
+            with ui.row().classes("w-full items-center gap-2"):
+                ui.label("Async requests with a callback_url (or a key's default webhook) are reported when the "
+                         "job ends, signed with the key's secret (Standard Webhooks), retried for a day.") \
+                    .classes("text-sm studio-muted grow")
+                ui.button(icon="refresh", on_click=self.refresh_deliveries).props("flat round dense") \
+                    .tooltip("Refresh").mark("refresh-deliveries")
+            self.delivery_box = ui.column().classes("w-full gap-0").mark("delivery-list")
+        self._draw_deliveries(deliveries)
         with card("Use the API", icon="code"):
             ui.label(f"Send requests to {base_url}/api/v1 with your key as a Bearer token. "
                      "Set IMAGESTUDIO_API_KEY to a key from above.").classes("text-sm studio-muted") \
@@ -139,9 +155,12 @@ class KeysPage:
                     if key.revoked_at:
                         ui.chip("revoked", color="grey", text_color="white").props("dense square").classes("text-xs")
                 ui.label(f"Created {when(key.created_at)} · last used {when(key.last_used_at)}"
-                         + (f" · revoked {when(key.revoked_at)}" if key.revoked_at else "")) \
-                    .classes("text-xs studio-muted")
+                         + (f" · revoked {when(key.revoked_at)}" if key.revoked_at else "")
+                         + (f" · webhook {key.webhook_url}" if key.webhook_url and not key.revoked_at else "")) \
+                    .classes("text-xs studio-muted break-all")
             if key.revoked_at is None:
+                ui.button("Webhook", icon="webhook", on_click=lambda k=key: self.edit_webhook(k)) \
+                    .props("flat dense no-caps").mark(f"webhook-{key.prefix}")
                 ui.button("Revoke", icon="block", on_click=lambda k=key: self.confirm_revoke(k)) \
                     .props("flat dense no-caps color=negative").mark(f"revoke-{key.prefix}")
 
@@ -203,3 +222,76 @@ class KeysPage:
             return
         ui.notify(f"Revoked {display_prefix(key)}.", type="positive")
         await self.refresh()
+
+    # -- webhooks ----------------------------------------------------------------------------------
+    def edit_webhook(self, key: ApiKey) -> None:
+        self.dialogs.clear()
+        with self.dialogs, ui.dialog() as dialog, ui.card().classes("w-full max-w-xl p-6 gap-3") \
+                .mark("webhook-dialog"):
+            ui.label(f"Webhook of {display_prefix(key)}").classes("text-lg font-semibold")
+            ui.label("Where this key's async requests are reported when they give no callback_url of their own "
+                     "(empty: only per request). Saving makes the key a new signing secret: the old one stops "
+                     "verifying.").classes("text-sm studio-muted")
+            url = ui.input("Default callback URL", value=key.webhook_url or "",
+                           placeholder="https://example.com/hooks/image-studio",
+                           validation={"2000 characters at most": lambda v: len(v or "") <= 2000}) \
+                .props("outlined dense").classes("w-full").mark("webhook-url")
+            secret_box = ui.column().classes("w-full gap-2")
+            with ui.row().classes("w-full justify-end gap-2") as buttons:
+                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+                ui.button("Save and make a secret", icon="key",
+                          on_click=lambda: self.save_webhook(key, url, secret_box, buttons, dialog)) \
+                    .props("unelevated no-caps").mark("save-webhook")
+        dialog.open()
+
+    async def save_webhook(self, key: ApiKey, url: ui.input, secret_box: ui.column, buttons: ui.row,
+                           dialog: ui.dialog) -> None:
+        if await self.guard.user() is None:
+            return
+        try:  # only ever this user's key; a private or malformed URL is refused with its reason
+            secret = await off_loop(self.engine.webhooks.configure, key.id, (url.value or "").strip() or None,
+                                    user_id=self.guard.user_id)
+        except EngineError as exc:
+            ui.notify(exc.message, type="negative")
+            return
+        url.props("readonly")
+        buttons.clear()
+        with secret_box:
+            with ui.row().classes("w-full items-center gap-2 no-wrap rounded-lg p-3 bg-amber-500/10"):
+                ui.icon("warning", color="warning")
+                ui.label("The signing secret, shown only now: verify the webhook-signature header with it.") \
+                    .classes("text-sm")
+            with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                ui.input(value=secret).props("outlined dense readonly").classes("grow font-mono") \
+                    .mark("webhook-secret")
+                ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(secret)).props("unelevated") \
+                    .tooltip("Copy")
+        with buttons:
+            ui.button("Done", on_click=dialog.close).props("unelevated no-caps").mark("close-webhook")
+        await self.refresh()
+
+    async def refresh_deliveries(self) -> None:
+        deliveries = await off_loop(self.engine.webhooks.deliveries, self.guard.user_id, DELIVERIES_SHOWN)
+        if not self.delivery_box.is_deleted:
+            self._draw_deliveries(deliveries)
+
+    def _draw_deliveries(self, deliveries: list[WebhookDelivery]) -> None:
+        self.delivery_box.clear()
+        with self.delivery_box:
+            if not deliveries:
+                empty_state("webhook", "No deliveries yet", "Send an async request with a callback_url, or give a "
+                            "key a default webhook.")
+            for index, delivery in enumerate(deliveries):
+                if index:
+                    ui.separator()
+                with ui.row().classes("w-full items-center gap-3 py-2 no-wrap").mark(f"delivery-{delivery.id}"):
+                    ui.chip(delivery.status, color=DELIVERY_COLORS.get(delivery.status, "grey"),
+                            text_color="white").props("dense square").classes("text-xs")
+                    with ui.column().classes("gap-0 grow min-w-0"):
+                        ui.label(f"{delivery.payload.get('type', '')} · job {delivery.job_id}") \
+                            .classes("text-sm font-medium")
+                        ui.label(delivery.url).classes("text-xs font-mono studio-muted break-all")
+                    answer = (f"HTTP {delivery.last_status_code}" if delivery.last_status_code
+                              else delivery.last_error or "not tried yet")
+                    ui.label(f"{delivery.attempts} attempt{'s' if delivery.attempts != 1 else ''} · {answer} · "
+                             f"{when(delivery.created_at)}").classes("text-xs studio-muted text-right")

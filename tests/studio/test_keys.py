@@ -61,3 +61,31 @@ async def test_key_names_are_limited(user, member_account):
     user.find(marker="key-name").type("x" * 101)
     user.find(marker="create-key").click()
     await user.should_see("key name must be at most 100 characters")
+
+
+async def test_a_keys_webhook_is_set_its_secret_shown_once_and_deliveries_listed(user, engine, member_account):
+    key, _ = engine.accounts.create_api_key(member_account.id, "site")
+    engine.webhooks.allow_private = False  # the default
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    await user.should_see("No deliveries yet")
+
+    user.find(marker=f"webhook-{key.prefix}").click()
+    await user.should_see(marker="webhook-dialog")
+    user.find(marker="webhook-url").type("http://127.0.0.1:9/hooks")  # a private address: refused
+    user.find(marker="save-webhook").click()
+    await user.should_see("url URL points to a private or local address")
+    engine.webhooks.allow_private = True  # an intranet install
+    user.find(marker="save-webhook").click()
+    await user.should_see(marker="webhook-secret")
+    secret = value_of(user, "webhook-secret")
+    assert secret.startswith("whsec_")
+    stored = engine.webhooks.key_by_prefix(key.prefix)
+    assert stored.webhook_url == "http://127.0.0.1:9/hooks" and secret not in stored.webhook_secret
+    user.find(marker="close-webhook").click()
+    await user.should_see(content="webhook http://127.0.0.1:9/hooks")
+
+    delivery = engine.webhooks.enqueue(key.id, member_account.id, "job_1", "http://127.0.0.1:9/hooks",
+                                       "image.generation.succeeded", {"id": "job_1"})
+    user.find(marker="refresh-deliveries").click()
+    await user.should_see(marker=f"delivery-{delivery}")
+    await user.should_see(content="image.generation.succeeded · job job_1")
