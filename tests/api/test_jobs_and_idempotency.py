@@ -110,6 +110,12 @@ def test_idempotency_keys_expire_after_a_day(client, auth, engine):
     assert replay.headers["idempotent-replayed"] == "true"
 
 
+def data_url_bytes(url: str) -> bytes:
+    import base64
+
+    return base64.b64decode(url.split(",", 1)[1])
+
+
 def test_an_unstored_result_is_kept_for_a_while_not_in_the_database(client, auth, engine):
     sync = client.post("/api/v1/generate", json={"prompt": "a fox", "seed": 5, **SMALL}, headers=auth).json()["data"]
     job = client.get(f"/api/v1/jobs/{sync['job_id']}", headers=auth).json()["data"]
@@ -118,11 +124,15 @@ def test_an_unstored_result_is_kept_for_a_while_not_in_the_database(client, auth
         row = connection.execute(text("SELECT CAST(result AS TEXT) FROM job WHERE id = :id"),
                                  {"id": sync["job_id"]}).scalar_one()
     assert len(row) < 2000  # parameters only, not the picture
+    linked = client.get(f"/api/v1/jobs/{sync['job_id']}?inline=false", headers=auth).json()["data"]["result"]
+    assert linked["image"] == linked["download_url"] == job["result"]["download_url"]
+    fetched = client.get(linked["download_url"].removeprefix("http://testserver"))  # signed: no key
+    assert fetched.status_code == 200 and fetched.content == data_url_bytes(sync["image"])
 
     path = engine.results.root / f"{sync['job_id']}.png"
     old = time.time() - engine.results.ttl_s - 1
     os.utime(path, (old, old))
     job = client.get(f"/api/v1/jobs/{sync['job_id']}", headers=auth).json()["data"]
     assert job["status"] == "succeeded" and job["result"]["seed"] == 5
-    assert job["result"]["image"] is None and job["result"]["expired"] is True
+    assert job["result"]["image"] is None and job["result"]["expired"] is True and job["result"]["download_url"] is None
     assert engine.results.purge() == 1 and not path.exists()
