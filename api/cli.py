@@ -1,4 +1,4 @@
-"""The ``imagestudio`` command: serve, generate, keys and models."""
+"""The ``imagestudio`` command: serve, generate, keys, models, and the WordPress plugin's zip."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from engine.config import Settings
+from engine.errors import EngineError
+from engine.tools.wordpress_plugin import ZIP_NAME, build_zip
 
 app = typer.Typer(help="Image Studio: self-hosted image generation with a REST API and a web studio.",
                   no_args_is_help=True)
@@ -41,6 +43,19 @@ def serve(host: Annotated[str | None, typer.Option(help="Interface to listen on"
     host, port = host or settings.host, port or settings.port
     typer.echo(f"Image Studio on http://{host}:{port}/  (API: /api/v1, OpenAPI: /docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **settings.uvicorn_proxy_options())
+
+
+@app.command("wordpress-plugin")
+def wordpress_plugin(out: Annotated[Path, typer.Option(help="Where to write the zip")] = Path(ZIP_NAME)) -> None:
+    """Build the WordPress plugin's installable zip (Plugins → Add New → Upload Plugin)."""
+    try:
+        data = build_zip()
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    out.write_bytes(data)
+    typer.echo(f"{out}: the Image Studio plugin ({len(data) // 1024} KiB). In WordPress: Plugins → Add New → "
+               "Upload Plugin, then Settings → Image Studio.")
 
 
 @app.command()
@@ -139,7 +154,6 @@ def models_alias(slug: Annotated[str, typer.Argument(help="The slug clients ask 
                  = None,
                  remove: Annotated[bool, typer.Option("--remove", help="Remove the alias")] = False) -> None:
     """Serve a slug with another model (e.g. a proprietary slug with an open model); responses name both."""
-    from engine.errors import EngineError
 
     engine = _engine()
     try:
@@ -160,7 +174,6 @@ def models_alias(slug: Annotated[str, typer.Argument(help="The slug clients ask 
 @models_app.command("pull")
 def models_pull(slug: str) -> None:
     """Download a model's weights into the data folder (tiny models are built locally)."""
-    from engine.errors import EngineError
 
     engine = _engine()
     try:
@@ -176,7 +189,6 @@ def models_add(slug: str, source: Annotated[str, typer.Argument(help="Hub repo i
                family: Annotated[str, typer.Option(help="sd | sdxl | flux | flux2 | flux2-klein")] = "sd",
                name: str | None = None) -> None:
     """Add your own model: a hub repository id or a local diffusers folder."""
-    from engine.errors import EngineError
 
     engine = _engine()
     try:

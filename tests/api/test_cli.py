@@ -86,3 +86,13 @@ def test_models_alias(settings):
     assert refused.exit_code == 1 and "no open weights" in refused.output
     assert runner.invoke(app, ["models", "alias", "flux-2-pro", "--remove"], env=env).exit_code == 0
     assert runner.invoke(app, ["models", "alias", "flux-2-pro", "--remove"], env=env).exit_code == 1
+
+
+def test_the_wordpress_plugin_zip_is_built(tmp_path):
+    import zipfile
+
+    out = tmp_path / "image-studio.zip"
+    done = runner.invoke(app, ["wordpress-plugin", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    names = zipfile.ZipFile(out).namelist()
+    assert "image-studio/image-studio.php" in names and all(name.startswith("image-studio/") for name in names)
