@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,8 @@ app.add_typer(models_app, name="models")
 db_app = typer.Typer(help="The database schema (Alembic migrations; the server also applies them at start).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 def _engine():
@@ -131,6 +134,26 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="Key prefix (sk_live_abc
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"Revoked {display_prefix(revoked)}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+        email: Annotated[str, typer.Argument(help="The user's email")],
+        generate: Annotated[bool, typer.Option("--generate", help="Make a random password and print it")] = False,
+) -> None:
+    """Set a user's password (asked twice, not echoed) and sign them out everywhere; their API keys keep working."""
+    if generate:
+        password = secrets.token_urlsafe(12)
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = _engine().admin.reset_password(email, password)
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Password of {user.email} reset; their sessions ended.")
+    if generate:
+        typer.echo(f"New password (shown once): {password}")
 
 
 @models_app.command("list")

@@ -140,6 +140,19 @@ def set_user_active(session: Session, user_id: str, active: bool) -> User:
     return _save(session, user)
 
 
+def reset_password(session: Session, user_ref: str, password: str) -> User:
+    """An administrator (or the command line) sets a user's password, by id or email; every session of the user
+    ends. The user's API keys keep working."""
+    password_hash = hash_password(password)  # refuses a too-short password before anything else
+    user = session.get(User, user_ref) or session.exec(select(User).where(
+        User.email == normalize_email(user_ref))).first()
+    if user is None:
+        raise NotFound(f"no user '{user_ref}'")
+    user.password_hash = password_hash
+    user.token_version += 1
+    return _save(session, user)
+
+
 def _other_active_admins(session: Session, user_id: str) -> int:
     return session.exec(select(func.count()).select_from(User).where(
         User.is_admin, User.is_active, User.id != user_id)).one()
@@ -235,6 +248,10 @@ class Administration:
     def set_user_active(self, user_id: str, active: bool) -> User:
         with session_scope(self._db) as session:
             return set_user_active(session, user_id, active)
+
+    def reset_password(self, user_ref: str, password: str) -> User:
+        with session_scope(self._db) as session:
+            return reset_password(session, user_ref, password)
 
     def save_plan(self, values: dict) -> Plan:
         with session_scope(self._db) as session:

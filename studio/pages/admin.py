@@ -8,6 +8,7 @@ through the engine (``engine.admin``, ``engine.runtime``, the pipelines), off th
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from nicegui import ui
 
 from engine.accounts.admin import AccountRow
-from engine.data.tables import Plan
+from engine.data.tables import Plan, User
 from engine.errors import EngineError, InvalidRequest
 from engine.generation.catalog import ModelSpec
 from engine.generation.pipelines import WeightsState
@@ -153,6 +154,9 @@ class UsersTab:
                       on_change=lambda e, w=workspace.id: self.set_suspended(w, e.value)).mark(f"suspend-{email}")
             ui.switch("Can sign in", value=user.is_active,
                       on_change=lambda e, u=user.id: self.set_active(u, e.value)).mark(f"active-{email}")
+            ui.button(icon="password", on_click=lambda u=user: self.reset_dialog(u)) \
+                .props('flat round dense aria-label="Reset password"').mark(f"reset-password-{email}") \
+                .tooltip("Reset password")
 
     async def set_plan(self, workspace_id: str, slug: str) -> None:
         await _run(self.guard, self.engine.admin.set_plan, workspace_id, slug, done="Plan changed.")
@@ -171,6 +175,32 @@ class UsersTab:
         await _run(self.guard, self.engine.admin.set_user_active, user_id, active,
                    done="Sign-in and API keys enabled." if active else "Sign-in and API keys disabled.")
         await self.refresh()  # also puts a refused switch back
+
+    def reset_dialog(self, user: User) -> None:
+        self.dialogs.clear()
+        with self.dialogs, ui.dialog() as dialog, ui.card().classes("w-full max-w-md p-6 gap-3") \
+                .mark("reset-password-dialog"):
+            ui.label(f"Reset the password of {user.email}").classes("text-lg font-semibold")
+            ui.label("Their sessions end; their API keys keep working. Tell them the new password privately.") \
+                .classes("text-sm studio-muted")
+            password = ui.input("New password (8+ characters)", password=True, password_toggle_button=True) \
+                .props("outlined dense").classes("w-full").mark("reset-password-value")
+
+            def generated() -> None:
+                password.value = secrets.token_urlsafe(12)
+                password.props("type=text")  # a generated password has to be read to be passed on
+
+            async def save() -> None:
+                if await _run(self.guard, self.engine.admin.reset_password, user.id, password.value or "",
+                              done=f"Password of {user.email} reset."):
+                    dialog.close()
+
+            with ui.row().classes("w-full justify-end gap-2"):
+                ui.button("Generate one", icon="casino", on_click=generated).props("flat no-caps") \
+                    .mark("reset-password-generate")
+                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+                ui.button("Reset password", on_click=save).props("unelevated no-caps").mark("reset-password-save")
+        dialog.open()
 
     async def add_dialog(self) -> None:
         if await self.guard.user() is None:

@@ -96,3 +96,24 @@ def test_the_wordpress_plugin_zip_is_built(tmp_path):
     assert done.exit_code == 0, done.output
     names = zipfile.ZipFile(out).namelist()
     assert "image-studio/image-studio.php" in names and all(name.startswith("image-studio/") for name in names)
+
+
+def test_users_reset_password_from_the_command_line(settings, engine):
+    from engine.accounts.users import authenticate_password
+    from engine.data.db import session_scope
+    from tests.conftest import make_user
+
+    make_user(engine, "lost@example.com")
+    env = env_for(settings)
+    typed = runner.invoke(app, ["users", "reset-password", "lost@example.com"], env=env,
+                          input="new password 1\nnew password 1\n")
+    assert typed.exit_code == 0, typed.output
+    with session_scope(engine.db) as session:
+        assert authenticate_password(session, "lost@example.com", "new password 1").email == "lost@example.com"
+    generated = runner.invoke(app, ["users", "reset-password", "LOST@example.com", "--generate"], env=env)
+    password = generated.output.strip().splitlines()[-1].split(": ", 1)[1]
+    with session_scope(engine.db) as session:
+        assert authenticate_password(session, "lost@example.com", password)
+    assert runner.invoke(app, ["users", "reset-password", "nobody@example.com", "--generate"], env=env).exit_code == 1
+    short = runner.invoke(app, ["users", "reset-password", "lost@example.com"], env=env, input="short\nshort\n")
+    assert short.exit_code == 1 and "8" in short.output

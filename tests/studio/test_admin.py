@@ -198,3 +198,28 @@ async def test_model_aliases(user, engine, admin_account):
     user.find(marker="remove-alias-flux-2-pro").click()
     await user.should_see("Removed the alias flux-2-pro.")
     assert engine.model_aliases() == {}
+
+
+async def test_an_admin_resets_a_users_password(user, engine, member_account):
+    await open_admin(user)
+    user.find(marker=f"reset-password-{BOB}").click()
+    await user.should_see(marker="reset-password-dialog")
+    user.find(marker="reset-password-value").type("short")
+    user.find(marker="reset-password-save").click()
+    await user.should_see("password must be at least 8 characters")
+    user.find(marker="reset-password-generate").click()
+    (field,) = user.find(marker="reset-password-value").elements
+    await eventually(lambda: len(field.value or "") >= 12)
+    new_password = field.value
+    user.find(marker="reset-password-save").click()
+    await user.should_see(f"Password of {BOB} reset.")
+    with session_scope(engine.db) as session:
+        assert authenticate_password(session, BOB, new_password).id == member_account.id
+
+
+async def test_a_huge_credit_number_is_refused_with_a_message(user, engine, member_account):
+    await open_admin(user)
+    set_value(user, f"credits-{BOB}", 10**20)
+    user.find(marker=f"set-credits-{BOB}").click()
+    await user.should_see("credits must be a whole number from 0 to 2,147,483,647")
+    assert workspace_of(engine, member_account).credits != 10**20
