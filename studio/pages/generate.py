@@ -13,7 +13,8 @@ from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.inputs import InputLimits, decode_image_bytes
-from engine.generation.params import MAX_SEED, GenerationParams, ResolvedParams, size_for_aspect, size_like
+from engine.generation.params import (MAX_SEED, GenerationParams, ResolvedParams, check_inputs, size_for_aspect,
+                                      size_like)
 from engine.generation.png import data_url
 from engine.generation.jobs import GenerationResult
 from engine.service import ImageEngine
@@ -141,22 +142,28 @@ class GeneratePage:
                 self.count = ui.select(list(range(1, self.max_count + 1)), value=1, label="Images") \
                     .props("outlined").classes("w-28").mark("count")
             with ui.row().classes("w-full gap-2 no-wrap") as self.custom_size:
-                self.width = ui.number("Width", value=512, min=256, max=1024, step=64) \
+                self.width = ui.number("Width", value=512, min=256, max=1024, step=64,
+                                       on_change=self._on_size_change) \
                     .props("outlined dense suffix=px").classes("grow").mark("width")
-                self.height = ui.number("Height", value=512, min=256, max=1024, step=64) \
+                self.height = ui.number("Height", value=512, min=256, max=1024, step=64,
+                                        on_change=self._on_size_change) \
                     .props("outlined dense suffix=px").classes("grow").mark("height")
             self.size_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("size-hint")
             with ui.row().classes("w-full gap-2 no-wrap items-start"):
                 self.steps = ui.number("Steps", min=1, max=50, step=1, precision=0).props("outlined dense") \
                     .classes("w-24").mark("steps")
-                self.seed = ui.number("Seed", placeholder="random", min=0, max=MAX_SEED, step=1, precision=0) \
-                    .props("outlined dense clearable").classes("grow").mark("seed")
                 self.seed_locked = False
+                self._seed_from_code = False  # the page sets the field (reuse, dice): not a user's typing
+                self.seed = ui.number("Seed", placeholder="random", min=0, max=MAX_SEED, step=1, precision=0,
+                                      on_change=self._on_seed_change) \
+                    .props("outlined dense clearable").classes("grow").mark("seed")
                 self.lock_button = ui.button(icon="lock_open", on_click=self.toggle_seed_lock) \
                     .props("flat round").classes("mt-1").mark("seed-lock")
                 self.lock_button.tooltip("Lock the seed: the same seed for the next images")
                 ui.button(icon="casino", on_click=self.random_seed).props("flat round").classes("mt-1") \
                     .mark("seed-random").tooltip("A new random seed (locked)")
+            self.last_seed = ui.label().classes("text-xs studio-muted -mt-1").mark("last-seed")
+            self.last_seed.visible = False
             with ui.column().classes("w-full gap-2") as self.edit_panel:
                 ui.separator()
                 with ui.row().classes("w-full items-center gap-3 no-wrap"):
@@ -228,13 +235,21 @@ class GeneratePage:
         self._on_size_change()
 
     def _on_size_change(self, _=None) -> None:
+        """The size that will run: the model rounds to its multiples and limits, and the hint says so."""
         self.custom_size.visible = self.size.value == "custom"
+        spec = self.choice().spec
         try:
-            width, height = self.dimensions()
-        except (EngineError, TypeError, ValueError):
-            self.size_hint.text = ""
+            asked = self.dimensions()
+            runs = check_inputs(GenerationParams(prompt="size", width=asked[0], height=asked[1]), spec)
+        except (EngineError, ValidationError, TypeError, ValueError):
+            self.size_hint.text = ("Width and height: 256 to 1024 px" if self.size.value == "custom" else "")
             return
-        self.size_hint.text = f"{width} × {height} px"
+        width, height = runs.width, runs.height
+        if (width, height) == tuple(asked):
+            self.size_hint.text = f"{width} × {height} px"
+        else:
+            self.size_hint.text = (f"{width} × {height} px: {spec.name} takes multiples of {spec.size_multiple} "
+                                   f"from {spec.min_size} to {spec.max_size} (asked {asked[0]} × {asked[1]})")
 
     def dimensions(self) -> tuple[int, int]:
         spec = self.choice().spec
@@ -252,8 +267,21 @@ class GeneratePage:
         self.lock_button.props(f"icon={'lock' if locked else 'lock_open'} "
                                f"color={'primary' if locked else 'grey'}")
 
+    def set_seed(self, seed: int | None) -> None:
+        self._seed_from_code = True
+        try:
+            self.seed.value = seed
+        finally:
+            self._seed_from_code = False
+
+    def _on_seed_change(self, event) -> None:
+        """A seed typed in is the seed to use: typing it locks it; clearing the field unlocks."""
+        if self._seed_from_code:
+            return
+        self.set_seed_lock(event.value is not None)
+
     def random_seed(self) -> None:
-        self.seed.value = secrets.randbelow(MAX_SEED + 1)
+        self.set_seed(secrets.randbelow(MAX_SEED + 1))
         self.set_seed_lock(True)
 
     # -- prompt tools ----------------------------------------------------------------------------
@@ -350,7 +378,7 @@ class GeneratePage:
         seed = None if self.seed.value is None else int(self.seed.value)
         if self.seed_locked and seed is None:
             seed = secrets.randbelow(MAX_SEED + 1)
-            self.seed.value = seed
+            self.set_seed(seed)
         steps = None if self.steps.value is None else int(self.steps.value)
         planned = []
         for image_seed in actions.seeds_for(int(self.count.value or 1), seed, self.seed_locked):
@@ -387,7 +415,9 @@ class GeneratePage:
         if self.closed:
             return
         if not self.seed_locked and done:
-            self.seed.value = self.results[0][0].params.seed
+            # Unlocked, the field stays empty (the next run is random again); the seed used is shown beside it.
+            self.last_seed.text = f"Last seed {self.results[0][0].params.seed}: lock it to reuse it"
+            self.last_seed.visible = True
         if errors:
             ui.notify(errors[0].message, type="negative", multi_line=True)
         elif cancelled:
@@ -494,7 +524,7 @@ class GeneratePage:
         self.size.value = "custom"
         self.width.value, self.height.value = p["width"], p["height"]
         self.steps.value = p["steps"] or self.choice().spec.default_steps  # a cut-out has 0 steps
-        self.seed.value = p["seed"]
+        self.set_seed(p["seed"])
         self.set_seed_lock(True)
         self._on_size_change()
         ui.notify("Settings loaded; the seed is locked.")

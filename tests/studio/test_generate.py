@@ -44,8 +44,7 @@ async def test_generate_with_a_tiny_model_shows_the_image_and_counts_against_the
 
 async def test_several_images_with_a_locked_seed(user, engine, member_account):
     await sign_in(user, USER_EMAIL)
-    set_value(user, "seed", 42)
-    user.find(marker="seed-lock").click()
+    set_value(user, "seed", 42)  # a seed typed in is used: typing it locks it
     set_value(user, "count", 2)
     set_value(user, "size", "custom")
     set_value(user, "width", 320)
@@ -57,6 +56,36 @@ async def test_several_images_with_a_locked_seed(user, engine, member_account):
     assert {(r.width, r.height) for r in records} == {(320, 256)}
     assert engine.meter.usage(member_account.workspace_id)["counts"]["day"] == (2, 2, 2)
     assert value_of(user, "seed") == 42  # locked: stays for the next run
+
+
+async def test_a_typed_seed_is_used_and_an_unlocked_run_leaves_the_field_empty(user, engine, member_account):
+    """Defect: 12345 typed without clicking the lock gave 934358543; after a run the unlocked field showed the
+    last seed as if it would be reused."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    set_value(user, "seed", 12345)
+    await generate(user)
+    assert [r.seed for r in images_of(engine, member_account.id)] == [12345]
+    assert value_of(user, "seed") == 12345  # typed, so locked: kept for the next run
+    set_value(user, "seed", None)  # cleared: random again
+    await generate(user, "a second one")
+    second = images_of(engine, member_account.id)[-1]
+    assert value_of(user, "seed") is None  # the field doesn't pretend the last seed will be reused
+    await user.should_see(f"Last seed {second.seed}: lock it to reuse it")
+
+
+async def test_the_size_hint_follows_a_custom_size_and_says_when_it_is_rounded(user, member_account):
+    """Defect: the hint stayed at "512 × 512 px" whatever was typed; 777×333 silently became 776×336."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-flux")  # multiples of 16
+    set_value(user, "size", "custom")
+    set_value(user, "width", 640)
+    set_value(user, "height", 384)
+    await user.should_see("640 × 384 px")
+    set_value(user, "width", 777)
+    set_value(user, "height", 333)
+    await user.should_see(content="784 × 336 px: Tiny FLUX (offline test model) takes multiples of 16")
+    await user.should_see(content="(asked 777 × 333)")
 
 
 async def test_random_seed_button_locks_a_new_seed(user, member_account):
