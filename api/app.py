@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from api.dialects import openai_edits, openai_images
+from api.dialects import automatic1111, openai_edits, openai_images
 from api.errors import RequestContextMiddleware, dialect_error, install_error_handlers
 from api.responses import ok
 from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
-from api.routes import api_router
+from api.routes import api_router, downloads
 from engine import __version__
 from engine.config import Settings
 from engine.service import ImageEngine
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
     app.add_middleware(PublicApiCors, runtime=engine.runtime)
     app.include_router(api_router)
     app.include_router(openai_images.router)
+    app.include_router(automatic1111.router)
     app.include_router(openai_edits.router)
+    app.include_router(downloads.router)
     _add_api_fallback(app)
     if settings.studio_enabled if with_studio is None else with_studio:
         from studio import mount_studio
@@ -78,7 +80,7 @@ def _add_api_fallback(app: FastAPI) -> None:
         return dialect_error(request, 405, "method_not_allowed", f"{request.method} is not allowed here",
                              headers=headers)
 
-    for prefix in ("/api", "/v1"):
+    for prefix in ("/api", "/v1", "/sdapi"):
         app.add_api_route(f"{prefix}/{{path:path}}", api_not_found, include_in_schema=False,
                           methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
 

@@ -88,11 +88,40 @@ def openai_error(status: int, code: str, message: str, param: str | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# -- dialects: the AUTOMATIC1111 web UI API (/sdapi/v1/*) answers errors in A1111's shape ------------------
+A1111_PREFIX = "/sdapi/"
+# A1111's own words for a 401 (its --api-auth check, and FastAPI's HTTPBasic without credentials).
+A1111_BAD_CREDENTIALS = "Incorrect username or password"
+A1111_NO_CREDENTIALS = "Not authenticated"
+A1111_CHALLENGE = 'Basic realm="Image Studio", charset="UTF-8"'
+
+
+def is_a1111(request: Request) -> bool:
+    return request.url.path.startswith(A1111_PREFIX)
+
+
+def a1111_error(request: Request, status: int, code: str, message: str, *, field: str | None = None,
+                headers: dict | None = None, details: list | None = None, **extra) -> JSONResponse:
+    """``{"error", "detail", "body", "errors"}`` as A1111's API middleware answers an exception (``error`` its
+    type, ``detail`` the message), with our ``code``, ``field`` and ``request_id`` beside. A 401 says A1111's
+    words in ``detail`` (clients match them) and ours in ``errors``."""
+    detail = message
+    if status == 401:
+        detail = A1111_BAD_CREDENTIALS if request.headers.get("authorization") else A1111_NO_CREDENTIALS
+    body = {"error": "".join(part.capitalize() for part in code.split("_")), "detail": detail, "body": "",
+            "errors": details if details is not None else message, "code": code}
+    body.update({k: v for k, v in {"field": field, **extra}.items() if v is not None})
+    body["request_id"] = current_request_id()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def dialect_error(request: Request, status: int, code: str, message: str, *, field: str | None = None,
                   headers: dict | None = None, top: dict | None = None, **extra) -> JSONResponse:
     """One error, in the shape of the API the request came to."""
     if is_openai(request):
         return openai_error(status, code, message, param=field, headers=headers)
+    if is_a1111(request):
+        return a1111_error(request, status, code, message, field=field, headers=headers, **extra)
     return error_response(status, code, message, headers=headers, top=top, field=field, **extra)
 
 
@@ -120,8 +149,8 @@ def validation_details(errors: list[dict]) -> list[dict]:
 async def _engine_error(request: Request, exc: engine_errors.EngineError) -> JSONResponse:
     status = status_for(exc)
     headers, extra = {}, {}
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+    if status == 401:  # A1111 clients authenticate with Basic (its --api-auth); everything else with Bearer
+        headers["WWW-Authenticate"] = A1111_CHALLENGE if is_a1111(request) else "Bearer"
     if isinstance(exc, engine_errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
         headers.update(exc.headers)

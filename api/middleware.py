@@ -11,8 +11,8 @@ from engine.data.tables import ApiLog
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-# Every API this server speaks: its own, and the OpenAI Images dialect (/v1/*).
-API_PREFIXES = (API_PREFIX, "/v1/")
+# Every API this server speaks: its own, the OpenAI Images dialect (/v1/*) and the AUTOMATIC1111 one (/sdapi/*).
+API_PREFIXES = (API_PREFIX, "/v1/", "/sdapi/")
 ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, Prefer, X-Request-ID"
 EXPOSE_HEADERS = ("X-Request-ID, Retry-After, RateLimit, RateLimit-Policy, RateLimit-Limit, RateLimit-Remaining, "
                   "RateLimit-Reset, Location, Idempotent-Replayed")

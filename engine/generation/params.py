@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.generation import png
 from engine.generation.catalog import ModelSpec
+from engine.generation.samplers import with_sampler
 from engine.errors import InvalidRequest, ModelUnavailable
 
 MAX_SEED = 2**32 - 1
@@ -106,18 +107,23 @@ class ResolvedParams:
     seed: int
     true_cfg_scale: float | None = None  # FLUX.1 with a negative prompt: true classifier-free guidance
     requested_model: str | None = None  # the slug asked for, when a model alias ran another model
+    # A sampler other than the model's own scheduler, by its A1111 names (engine/generation/samplers.py): the
+    # sampler ("DPM++ 2M") and its noise schedule ("karras"). None: the pipeline's own scheduler.
+    sampler: str | None = None
+    scheduler: str | None = None
     # What the request asked for that this model cannot do as asked (told to the caller, never dropped silently).
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one batched pipeline call."""
-        return (self.model, self.width, self.height, self.steps, self.guidance_scale, self.true_cfg_scale)
+        return (self.model, self.width, self.height, self.steps, self.guidance_scale, self.true_cfg_scale,
+                self.sampler, self.scheduler)
 
     def as_dict(self) -> dict:
         """The parameters as recorded (PNG text chunks, job rows); optional ones only when set."""
         values = asdict(self)
         del values["warnings"]
-        for optional in ("true_cfg_scale", "requested_model"):
+        for optional in ("true_cfg_scale", "requested_model", "sampler", "scheduler"):
             if values[optional] is None:
                 del values[optional]
         return values
@@ -236,6 +242,8 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
     """
     first = batch[0]
     assert all(p.batch_key() == first.batch_key() for p in batch), "batch mixes incompatible requests"
+    if first.sampler is not None:  # this call's own scheduler, on a copy: the loaded pipeline keeps its own
+        pipe = with_sampler(pipe, first.sampler, first.scheduler)
     kwargs: dict = dict(
         prompt=[p.prompt for p in batch],
         num_inference_steps=first.steps,

@@ -9,6 +9,7 @@ from engine.accounts.users import display_prefix
 from engine.data.tables import ApiKey, User, WebhookDelivery
 from engine.errors import EngineError
 from engine.service import ImageEngine
+from engine.tools.wordpress_plugin import ZIP_NAME
 from studio import auth
 from studio.layout import card, frame
 from studio.offload import off_loop
@@ -106,6 +107,12 @@ class KeysPage:
             ui.label(f"Send requests to {base_url}/api/v1 with your key as a Bearer token. "
                      "Set IMAGESTUDIO_API_KEY to a key from above.").classes("text-sm studio-muted") \
                 .mark("api-base")
+            with ui.row().classes("items-center gap-2 text-sm"):
+                ui.icon("extension", size="18px").classes("text-primary")
+                ui.label("WordPress:")
+                ui.link("download the Image Studio plugin", f"/downloads/{ZIP_NAME}").mark("wordpress-plugin")
+                ui.label("(Plugins → Add New → Upload Plugin; then Settings → Image Studio with this URL and a "
+                         "key of its own)").classes("studio-muted")
             model = (user.preferences or {}).get("default_model") or engine.settings.default_model
             examples = snippets(base_url, model)
             with ui.tabs().props("dense align=left no-caps").classes("w-full") as tabs:

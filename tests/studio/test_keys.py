@@ -89,3 +89,15 @@ async def test_a_keys_webhook_is_set_its_secret_shown_once_and_deliveries_listed
     user.find(marker="refresh-deliveries").click()
     await user.should_see(marker=f"delivery-{delivery}")
     await user.should_see(content="image.generation.succeeded · job job_1")
+
+
+async def test_the_keys_page_links_the_wordpress_plugin(user, api, member_account):
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    (link,) = user.find(marker="wordpress-plugin").elements
+    response = await api.get(link.props["href"])
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    assert "image-studio/image-studio.php" in names and "image-studio/js/block.js" in names
