@@ -57,6 +57,7 @@ class LoadedPipeline:
             if cls_name is None:
                 raise ModelUnavailable(f"model '{self.spec.slug}' has no inpainting pipeline")
             self._inpaint_pipe = diffusers_class(cls_name).from_pipe(self.pipe)
+            self._inpaint_pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
         return self._inpaint_pipe
 
     def edit_pipe(self):
@@ -69,6 +70,7 @@ class LoadedPipeline:
                 self._edit_pipe = self.pipe
             else:
                 self._edit_pipe = diffusers_class(cls_name).from_pipe(self.pipe)
+                self._edit_pipe.set_progress_bar_config(disable=True)  # from_pipe doesn't carry it over
         return self._edit_pipe
 
 
