@@ -48,11 +48,24 @@ def seeds_for(count: int, seed: int | None, locked: bool) -> list[int]:
 
 @dataclass
 class Progress:
-    index: int  # the image being made (0-based)
-    count: int
-    step: int
+    count: int  # images in the run
+    finished: int  # of them, done (any outcome)
+    running: list[int]  # the images being made now (0-based): several when the worker batched them
+    step: int  # the step of the running images, out of ``total`` (0: not started, e.g. loading the model)
     total: int
+    fraction: float  # of the whole run, every image counted by its own steps
     preview: bytes | None
+
+    def label(self) -> str:
+        """ "Step 3 of 8", "Image 2 of 3 · Step 3 of 8", "Images 1–2 of 2 · Step 3 of 8", or "" before a step."""
+        if not self.total or not self.running:
+            return ""
+        step = f"Step {self.step} of {self.total}"
+        if self.count == 1:
+            return step
+        first, last = self.running[0] + 1, self.running[-1] + 1
+        which = f"Image {first}" if first == last else f"Images {first}–{last}"
+        return f"{which} of {self.count} · {step}"
 
 
 class GenerationRun:
@@ -69,17 +82,21 @@ class GenerationRun:
         self.tasks: list[Task] = []
         self.errors: list[EngineError] = []
         self.cancelled = False
-        self._index = 0
 
     @property
     def kind(self) -> str:
         return "generate" if self.init_image is None else "edit"
 
     def progress(self) -> Progress:
-        task = self.tasks[self._index] if self._index < len(self.tasks) else None
-        return Progress(index=min(self._index, len(self.params) - 1), count=len(self.params),
-                        step=task.step if task else 0, total=task.total if task else 0,
-                        preview=task.preview if task else None)
+        """Every image's own progress: images the worker runs as one batch advance together."""
+        tasks = list(self.tasks)
+        finished = sum(task.future.done() for task in tasks)
+        running = [i for i, task in enumerate(tasks) if not task.future.done() and task.total]
+        done_steps = finished + sum(tasks[i].step / tasks[i].total for i in running)
+        lead = tasks[running[0]] if running else None
+        return Progress(count=len(self.params), finished=finished, running=running,
+                        step=lead.step if lead else 0, total=lead.total if lead else 0,
+                        fraction=done_steps / max(1, len(self.params)), preview=lead.preview if lead else None)
 
     async def cancel(self) -> None:
         """Cancel every job of the run: queued ones at once, the running one at its next step."""
@@ -108,8 +125,7 @@ class GenerationRun:
             except EngineError:
                 await self.cancel()  # what was queued would run unpaid: stop it
                 raise
-            for index, (task, cost) in enumerate(zip(self.tasks, self.costs, strict=True)):
-                self._index = index  # what progress() reports on
+            for task, cost in zip(self.tasks, self.costs, strict=True):
                 try:
                     result = await asyncio.wrap_future(task.future)
                 except JobCancelled:
@@ -122,7 +138,6 @@ class GenerationRun:
                 outcome = on_result(result, cost)
                 if asyncio.iscoroutine(outcome):
                     await outcome
-            self._index = len(self.tasks)
         return done
 
 

@@ -439,12 +439,12 @@ class GeneratePage:
         if self.run is None:
             return
         progress = self.run.progress()
-        prefix = f"Image {progress.index + 1} of {progress.count} · " if progress.count > 1 else ""
-        if progress.total:
-            self.status.text = f"{prefix}Step {progress.step} of {progress.total}"
-            self.progress_bar.value = (progress.index + progress.step / progress.total) / progress.count
+        self.progress_bar.value = progress.fraction
+        if progress.label():
+            self.status.text = progress.label()
         elif not self.run.cancelled:
-            self.status.text = f"{prefix}Loading the model…" if progress.index == 0 else f"{prefix}Queued…"
+            self.status.text = "Loading the model…" if progress.finished == 0 else (
+                f"Image {progress.finished + 1} of {progress.count} · Queued…")
         if progress.preview:
             self.preview.set_source(data_url(progress.preview))
             self.preview.visible = True

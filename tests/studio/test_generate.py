@@ -221,3 +221,31 @@ async def test_edit_an_uploaded_image(user, engine, member_account):
     user.find(marker="prompt").type("the same, at night")
     user.find(marker="generate").click()
     await eventually(lambda: [r.kind for r in images_of(engine, member_account.id)] == ["edit"], 30)
+
+
+def test_progress_of_a_batch_counts_every_image_by_its_own_steps():
+    """Defect: two images run together showed "Image 1 of 2" and the bar jumped from 50 % to done."""
+    from types import SimpleNamespace
+
+    from studio.actions import GenerationRun
+
+    class FakeFuture:
+        def __init__(self, done: bool):
+            self._done = done
+
+        def done(self) -> bool:
+            return self._done
+
+    def task(step, total, done=False):
+        return SimpleNamespace(step=step, total=total, future=FakeFuture(done), preview=None)
+
+    run = GenerationRun.__new__(GenerationRun)
+    run.params = [None, None]
+    run.tasks = [task(3, 8), task(3, 8)]  # batched: both at step 3
+    progress = run.progress()
+    assert progress.label() == "Images 1–2 of 2 · Step 3 of 8" and progress.fraction == 3 / 8
+    run.params, run.tasks = [None] * 3, [task(4, 4, done=True), task(2, 4), task(0, 0)]
+    progress = run.progress()
+    assert progress.label() == "Image 2 of 3 · Step 2 of 4" and progress.fraction == (1 + 0.5) / 3
+    run.params, run.tasks = [None], [task(1, 2)]
+    assert run.progress().label() == "Step 1 of 2"
