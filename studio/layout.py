@@ -56,6 +56,11 @@ THEME_CSS = """
   .studio-stat { font-size: 1.75rem; font-weight: 700; line-height: 1.1; }
   .studio-code pre { white-space: pre-wrap; word-break: break-all; }
   .q-field--outlined .q-field__control { border-radius: 10px; }
+  /* Toasts at the top, under the header, never over the Generate button at the bottom of the form; focus rings
+     visible on every control a keyboard reaches. */
+  .q-notifications__list--bottom { top: 64px; bottom: auto; flex-direction: column; }
+  .q-notifications__list--bottom .q-notification { max-width: min(560px, 92vw); }
+  :focus-visible { outline: 2px solid #7c3aed; outline-offset: 2px; }
 </style>
 """
 

@@ -22,6 +22,8 @@ from engine.generation.samplers import with_sampler
 from engine.errors import InvalidRequest, ModelUnavailable
 
 MAX_SEED = 2**32 - 1
+MAX_PROMPT_CHARS = 2000  # /generate's limit (the seed document's)
+MAX_STEPS = 50
 
 
 def refuse_nul(value: str | None) -> str | None:
@@ -44,14 +46,14 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    prompt: StoredText = Field(min_length=1, max_length=2000)
+    prompt: StoredText = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     negative_prompt: StoredText | None = Field(default=None, max_length=1000)
     model: StoredText | None = Field(default=None, max_length=64)
     width: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
     height: int = Field(default=DEFAULT_SIZE, ge=MIN_SIZE, le=MAX_SIZE)
-    num_inference_steps: int | None = Field(default=None, ge=1, le=50,
+    num_inference_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS,
                                             description="Denoising steps; omitted: the model's default")
-    steps: int | None = Field(default=None, ge=1, le=50, description="Alias of `num_inference_steps`")
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="Alias of `num_inference_steps`")
     guidance_scale: float | None = Field(default=None, ge=0, le=30)
     true_cfg_scale: float | None = Field(
         default=None, ge=1, le=30,

@@ -13,8 +13,8 @@ from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.inputs import InputLimits, decode_image_bytes
-from engine.generation.params import (MAX_SEED, GenerationParams, ResolvedParams, check_inputs, size_for_aspect,
-                                      size_like)
+from engine.generation.params import (MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, GenerationParams, ResolvedParams,
+                                      check_inputs, size_for_aspect, size_like)
 from engine.generation.png import data_url
 from engine.generation.jobs import GenerationResult
 from engine.service import ImageEngine
@@ -39,8 +39,9 @@ def register(engine: ImageEngine) -> None:
             return
         choices = await off_loop(model_choices, engine)
         max_count = await off_loop(max_images, engine, user)
+        can_cut_out = await off_loop(lambda: engine.background_remover().available())
         with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):
-            page = GeneratePage(engine, user, choices, max_count)
+            page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out)
         if reuse:
             await page.reuse_stored(reuse)
 
@@ -75,8 +76,11 @@ def decode_upload(data: bytes) -> tuple[Image.Image, bytes]:
 
 
 class GeneratePage:
-    def __init__(self, engine: ImageEngine, user: User, choices: list[ModelChoice], max_count: int):
-        """``choices``: ``model_choices(engine)``; ``max_count``: ``max_images(engine, user)`` (read off the loop)."""
+    def __init__(self, engine: ImageEngine, user: User, choices: list[ModelChoice], max_count: int, *,
+                 can_cut_out: bool = True):
+        """``choices``: ``model_choices(engine)``; ``max_count``: ``max_images(engine, user)``; ``can_cut_out``:
+        whether background removal's model file is here (all read off the loop)."""
+        self.can_cut_out = can_cut_out
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.prefs = dict(user.preferences or {})
@@ -100,8 +104,11 @@ class GeneratePage:
     # -- layout ----------------------------------------------------------------------------------
     def _build_prompt_card(self) -> None:
         with card("Prompt", icon="edit_note"):
-            self.prompt = ui.textarea(placeholder="a lighthouse at dusk, oil painting, dramatic sky") \
-                .props("outlined autogrow counter maxlength=2000").classes("w-full") \
+            # No maxlength: a browser cuts a longer paste without a word; the counter and a rule say it instead.
+            self.prompt = ui.textarea(placeholder="a lighthouse at dusk, oil painting, dramatic sky",
+                                      validation={f"At most {MAX_PROMPT_CHARS} characters":
+                                                  lambda v: len(v or "") <= MAX_PROMPT_CHARS}) \
+                .props("outlined autogrow counter").classes("w-full") \
                 .mark("prompt").props("data-testid=prompt")
             with ui.expansion("Prompt builder", icon="construction").classes("w-full rounded-lg") \
                     .props("dense header-class='px-1 font-medium'").mark("builder").props("data-testid=builder"):
@@ -150,7 +157,7 @@ class GeneratePage:
                     .props("outlined dense suffix=px").classes("grow").mark("height")
             self.size_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("size-hint")
             with ui.row().classes("w-full gap-2 no-wrap items-start"):
-                self.steps = ui.number("Steps", min=1, max=50, step=1, precision=0).props("outlined dense") \
+                self.steps = ui.number("Steps", min=1, max=MAX_STEPS, step=1, precision=0).props("outlined dense") \
                     .classes("w-24").mark("steps")
                 self.seed_locked = False
                 self._seed_from_code = False  # the page sets the field (reuse, dice): not a user's typing
@@ -358,6 +365,10 @@ class GeneratePage:
         if not (self.prompt.value or "").strip():
             ui.notify("Write a prompt first, or use the prompt builder.", type="warning")
             return None
+        if len(self.prompt.value) > MAX_PROMPT_CHARS:
+            ui.notify(f"The prompt is {len(self.prompt.value):,} characters; at most {MAX_PROMPT_CHARS:,} are used. "
+                      "Shorten it.", type="warning")
+            return None
         try:
             planned = self.planned_params()
             init_image, strength = self.edit_image, float(self.strength.value)  # the form is read here, on the loop
@@ -379,7 +390,10 @@ class GeneratePage:
         if self.seed_locked and seed is None:
             seed = secrets.randbelow(MAX_SEED + 1)
             self.set_seed(seed)
-        steps = None if self.steps.value is None else int(self.steps.value)
+        steps = None
+        if self.steps.value is not None:  # the field shows its limits at once; the run uses what it shows
+            steps = max(1, min(MAX_STEPS, int(self.steps.value)))
+            self.steps.value = steps
         planned = []
         for image_seed in actions.seeds_for(int(self.count.value or 1), seed, self.seed_locked):
             params = GenerationParams(prompt=self.prompt.value or "", negative_prompt=self.negative.value or None,
@@ -503,9 +517,10 @@ class GeneratePage:
                                    result.png, f"{result.image_id}.png", "image/png"), "download"),
                                ("tag", "Copy seed", lambda: self._copy_seed(p.seed), "copy-seed")]
                     if not transparent:
-                        buttons += [("replay", "Reuse settings", lambda: self.reuse(p), "reuse"),
-                                    ("content_cut", "Remove background", lambda: self.remove_background(result),
-                                     "remove-bg")]
+                        buttons.append(("replay", "Reuse settings", lambda: self.reuse(p), "reuse"))
+                    if not transparent and self.can_cut_out:  # offered only where its model file is
+                        buttons.append(("content_cut", "Remove background", lambda: self.remove_background(result),
+                                        "remove-bg"))
                     buttons.append(("brush", "Send to edit", lambda: self.send_to_edit(result), "edit"))
                     for icon, label, handler, marker in buttons:
                         ui.button(label, icon=icon, on_click=handler).props("flat dense no-caps size=sm").mark(marker)

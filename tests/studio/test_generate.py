@@ -249,3 +249,27 @@ def test_progress_of_a_batch_counts_every_image_by_its_own_steps():
     assert progress.label() == "Image 2 of 3 · Step 2 of 4" and progress.fraction == (1 + 0.5) / 3
     run.params, run.tasks = [None], [task(1, 2)]
     assert run.progress().label() == "Step 1 of 2"
+
+
+async def test_remove_background_is_not_offered_without_its_model_file(user, engine, member_account, monkeypatch):
+    monkeypatch.setattr(type(engine.background_remover()), "available", lambda self: False)
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    await generate(user)
+    assert count(user, "remove-bg") == 0 and count(user, "reuse") == 1
+
+
+async def test_steps_over_the_limit_run_at_the_limit_and_a_long_prompt_is_refused_with_a_word(user, engine,
+                                                                                               member_account):
+    """Defects: steps 60 typed and Generate clicked at once failed with a raw validation message; a 3000-character
+    prompt was cut to 2000 without a word."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    set_value(user, "steps", 60)
+    await generate(user)
+    assert [r.steps for r in images_of(engine, member_account.id)] == [50]
+    assert value_of(user, "steps") == 50
+    user.find(marker="prompt").clear().type("x" * 3000)
+    user.find(marker="generate").click()
+    await user.should_see("The prompt is 3,000 characters; at most 2,000 are used. Shorten it.")
+    assert value_of(user, "prompt") == "x" * 3000  # nothing cut
