@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 
 from api.dialects import automatic1111, openai_edits, openai_images
 from api.errors import RequestContextMiddleware, dialect_error, install_error_handlers
-from api.responses import ok
 from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
+from api.responses import ok
 from api.routes import api_router, downloads
 from engine import __version__
 from engine.config import Settings

@@ -11,21 +11,20 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
-from PIL import Image
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
+from PIL import Image
 
 from api.errors import ClientGone, current_request_id
 from api.schemas import ErrorEnvelope
-from engine.errors import Conflict, EngineError, InvalidRequest, JobCancelled
-from engine.storage.gallery import image_signature, signed_image_path
 from engine.billing.metering import Admission
 from engine.data.tables import User
-from engine.generation.png import data_url
+from engine.errors import Conflict, EngineError, InvalidRequest, JobCancelled
 from engine.generation.jobs import GenerationResult
+from engine.generation.png import data_url
 from engine.service import ImageEngine
-
+from engine.storage.gallery import image_signature, signed_image_path
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid JSON, or a value the server refuses (see `error.field`)",

@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
 
-    from engine.generation.catalog import Catalog
     from engine.data.db import init_db, make_engine
+    from engine.generation.catalog import Catalog
     from engine.generation.params import GenerationParams, check_inputs, run_pipeline
 
     batches = [int(b) for b in args.batches.split(",")]

@@ -49,8 +49,8 @@ def prepare_data_dir(data_dir: Path, models_dir: Path) -> str:
     from engine.accounts.users import create_api_key, create_user
     from engine.data.db import session_scope
     from engine.data.tables import Plan
-    from engine.service import ImageEngine
     from engine.generation.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model
+    from engine.service import ImageEngine
 
     for slug in TINY_MODEL_SLUGS:
         ensure_tiny_model(slug, models_dir)

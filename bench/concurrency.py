@@ -15,8 +15,16 @@ import time
 
 import httpx
 
-from bench.common import (bare_kwargs, placed_pipeline, prepare_data_dir, print_table, running_server, summary,
-                          temp_dirs, write_result)
+from bench.common import (
+    bare_kwargs,
+    placed_pipeline,
+    prepare_data_dir,
+    print_table,
+    running_server,
+    summary,
+    temp_dirs,
+    write_result,
+)
 
 
 async def drive(base: str, key: str, clients: int, seconds: float, body: dict) -> tuple[list[float], int]:

@@ -72,10 +72,23 @@ def default_dtype(dtype: torch.dtype):
 
 def build(arch: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16):
     """The real architecture with random weights, created directly on ``device`` in ``dtype``."""
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline,
-                           FluxTransformer2DModel, StableDiffusionXLPipeline, UNet2DConditionModel)
-    from transformers import (ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config,
-                              T5EncoderModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        ByT5Tokenizer,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        T5Config,
+        T5EncoderModel,
+    )
 
     from engine.generation.tiny_models import build_clip_tokenizer
 

@@ -30,8 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx  # noqa: E402
 
-from bench.common import (RESULTS, ROOT, machine, percentile, print_table, running_server, temp_dirs,  # noqa: E402
-                          wait_until_idle)
+from bench.common import RESULTS, ROOT, machine, percentile, print_table, running_server, temp_dirs, wait_until_idle  # noqa: E402
 
 GENERATE_BODY = {"model": "tiny-sd", "width": 256, "height": 256, "steps": 2}
 ENDPOINTS = {  # name -> (method, path, has a body)

@@ -19,8 +19,17 @@ import time
 
 import httpx
 
-from bench.common import (bare_kwargs, bare_pipeline, placed_pipeline, prepare_data_dir, print_table, running_server,
-                          summary, temp_dirs, write_result)
+from bench.common import (
+    bare_kwargs,
+    bare_pipeline,
+    placed_pipeline,
+    prepare_data_dir,
+    print_table,
+    running_server,
+    summary,
+    temp_dirs,
+    write_result,
+)
 
 PATHS = ("plain diffusers pipe()", "server's pipe() bare", "server over HTTP")
 

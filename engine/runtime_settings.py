@@ -11,8 +11,8 @@ from typing import Any
 from engine.accounts.keys import ENCRYPTED_PREFIX, SecretUnreadable
 from engine.config import Settings
 from engine.data.db import insert_if_absent, read_scope, session_scope
-from engine.errors import InvalidRequest
 from engine.data.tables import AppSetting, utcnow
+from engine.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 

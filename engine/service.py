@@ -10,36 +10,42 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 from PIL import Image
-from sqlalchemy import text
+from sqlalchemy import and_, or_, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy import and_, or_, update
 from sqlmodel import col, select
 
 from engine.accounts.admin import Administration
 from engine.accounts.directory import Accounts
 from engine.accounts.keys import ServerKeys
-from engine.accounts.users import (KEY_PREFIX, authenticate_key, authenticate_password, ensure_default_plans, key_use_is_stale,
-                             plan_for, record_key_use, user_from_access_token)
-from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
+from engine.accounts.throttle import LoginThrottle
+from engine.accounts.users import (
+    KEY_PREFIX,
+    authenticate_key,
+    authenticate_password,
+    ensure_default_plans,
+    key_use_is_stale,
+    plan_for,
+    record_key_use,
+    user_from_access_token,
+)
+from engine.billing.metering import Meter
 from engine.config import Settings
 from engine.data.db import init_db, make_engine, read_scope, session_scope
-from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
-from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
-from engine.storage.gallery import Gallery
-from engine.generation.params import (GenerationParams, ResolvedParams, check_edit_inputs, check_inputs,
-                                      steps_for_edit)
-from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
-from engine.billing.metering import Meter
 from engine.data.idempotency import IdempotencyStore
+from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.data.request_log import RequestLog
 from engine.data.tables import Job, JobStatus, User, utcnow
+from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
+from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
+from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
+from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
+from engine.generation.params import GenerationParams, ResolvedParams, check_edit_inputs, check_inputs, steps_for_edit
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
-from engine.storage.results import ResultCache
+from engine.generation.worker import LocalWorker, Task
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage.files import ImageStore
-from engine.accounts.throttle import LoginThrottle
-from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
-from engine.generation.worker import LocalWorker, Task
+from engine.storage.gallery import Gallery
+from engine.storage.results import ResultCache
 from engine.webhooks.deliveries import Webhooks
 
 log = logging.getLogger(__name__)

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from engine.errors import EngineError, JobCancelled
-from engine.generation.params import MAX_SEED, ResolvedParams
 from engine.billing.metering import Admission
-from engine.data.tables import User
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
-from engine.tools.prompts import EnhancedPrompt
+from engine.data.tables import User
+from engine.errors import EngineError, JobCancelled
 from engine.generation.jobs import GenerationResult
-from engine.service import ImageEngine
+from engine.generation.params import MAX_SEED, ResolvedParams
 from engine.generation.worker import Task
+from engine.service import ImageEngine
+from engine.tools.prompts import EnhancedPrompt
 
 
 @asynccontextmanager

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from engine.accounts.users import create_api_key, create_user  # noqa: E402
-from engine.tools.background import build_tiny_rembg_model  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.data.db import session_scope  # noqa: E402
-from engine.service import ImageEngine  # noqa: E402
 from engine.generation.tiny_models import TINY_MODEL_SLUGS, ensure_tiny_model  # noqa: E402
+from engine.service import ImageEngine  # noqa: E402
+from engine.tools.background import build_tiny_rembg_model  # noqa: E402
 from tests.support import fresh_postgres_url  # noqa: E402
 
 torch.set_num_threads(2)

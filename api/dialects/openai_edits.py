@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import Account, AccountDep, EngineDep
-from api.dialects.openai_images import (MAX_PROMPT_CHARS, answer_with_images, catalog_slug, parse_size,
-                                        steps_for_quality)
+from api.dialects.openai_images import MAX_PROMPT_CHARS, answer_with_images, catalog_slug, parse_size, steps_for_quality
 from api.responses import idempotent, metered
 from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits

@@ -14,8 +14,16 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Account, AccountDep, CurrentUser, EngineDep
-from api.responses import (FastJSONResponse, base_url, encoded_as, idempotent, image_response, metered,
-                           signed_result_path, wait_for_client)
+from api.responses import (
+    FastJSONResponse,
+    base_url,
+    encoded_as,
+    idempotent,
+    image_response,
+    metered,
+    signed_result_path,
+    wait_for_client,
+)
 from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest, NotFound

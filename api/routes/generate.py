@@ -9,15 +9,24 @@ from pydantic import ValidationError
 
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
-from api.responses import (error_responses, idempotent, image_payload, metered, ok, respond_with_image, wait_for_client,
-                           wants_async, webhook_target)
+from api.responses import (
+    error_responses,
+    idempotent,
+    image_payload,
+    metered,
+    ok,
+    respond_with_image,
+    wait_for_client,
+    wants_async,
+    webhook_target,
+)
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
-from engine.errors import EngineError, InvalidRequest
-from engine.generation.params import GenerationParams, ResolvedParams
 from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits
-from engine.service import ImageEngine
+from engine.errors import EngineError, InvalidRequest
+from engine.generation.params import GenerationParams, ResolvedParams
 from engine.generation.variants import VARIANTS, Variant, apply_variant
+from engine.service import ImageEngine
 
 log = logging.getLogger(__name__)
 

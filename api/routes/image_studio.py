@@ -19,13 +19,20 @@ from api.responses import error_responses, idempotent, metered, ok, outbound, re
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
-from engine.generation.catalog import ModelSpec
-from engine.generation.params import ASPECT_RATIOS, GenerationParams, ResolvedParams, StoredText, size_for_aspect, size_like
-from engine.generation.inputs import InputLimits, parse_image_input
 from engine.billing.metering import Admission
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
-from engine.tools.prompts import MAX_TONE_CHARS
+from engine.generation.catalog import ModelSpec
+from engine.generation.inputs import InputLimits, parse_image_input
+from engine.generation.params import (
+    ASPECT_RATIOS,
+    GenerationParams,
+    ResolvedParams,
+    StoredText,
+    size_for_aspect,
+    size_like,
+)
 from engine.service import ImageEngine
+from engine.tools.prompts import MAX_TONE_CHARS
 
 router = APIRouter(tags=["image-studio"])
 

@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from api.deps import CurrentUser, EngineDep, bearer_scheme, get_current_user
 from api.responses import error_responses, generation_info, image_response, ok
 from api.schemas import Envelope, GenerationInfo
-from engine.errors import NotFound, Unauthenticated
-from engine.storage.gallery import valid_signature
-from engine.generation.params import StoredText, read_png_metadata
 from engine.data.tables import ImageRecord
+from engine.errors import NotFound, Unauthenticated
+from engine.generation.params import StoredText, read_png_metadata
+from engine.storage.gallery import valid_signature
 
 router = APIRouter(prefix="/images", tags=["images"])
 

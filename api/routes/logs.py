@@ -1,8 +1,7 @@
 """GET /logs: the caller's recent API requests."""
 
-from typing import Annotated
-
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel

@@ -4,8 +4,8 @@ from api.deps import EngineDep
 from api.errors import current_request_id
 from api.responses import error_responses
 from api.schemas import Envelope, ModelInfo
-from engine.generation.catalog import ModelSpec
 from engine.errors import ModelNotFound, NotFound
+from engine.generation.catalog import ModelSpec
 from engine.generation.pipelines import WeightsState
 from engine.service import ImageEngine
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Account, AccountDep, EngineDep
 from api.responses import error_responses, ok, outbound
 from api.schemas import Envelope
-from engine.tools.prompts import MAX_PROMPT_CHARS, MAX_TONE_CHARS, build_prompt
 from engine.service import ImageEngine
+from engine.tools.prompts import MAX_PROMPT_CHARS, MAX_TONE_CHARS, build_prompt
 
 router = APIRouter(prefix="/prompt", tags=["prompt"])
 

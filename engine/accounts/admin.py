@@ -14,8 +14,8 @@ from sqlmodel import Session, col, select
 
 from engine.accounts.users import create_user, hash_password, normalize_email
 from engine.data.db import read_scope, serialize, session_scope
-from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.data.tables import ImageRecord, Plan, User, Workspace
+from engine.errors import Conflict, InvalidRequest, NotFound
 
 FIRST_ADMIN_PLAN = "studio"  # the owner of the box gets the biggest built-in plan
 _PLAN_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

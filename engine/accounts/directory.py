@@ -7,8 +7,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from engine.accounts import admin
-from engine.accounts.users import (create_api_key, create_user, hash_password, list_api_keys, normalize_email,
-                                   revoke_api_key, revoke_sessions, verify_password)
+from engine.accounts.users import (
+    create_api_key,
+    create_user,
+    hash_password,
+    list_api_keys,
+    normalize_email,
+    revoke_api_key,
+    revoke_sessions,
+    verify_password,
+)
 from engine.data.db import read_scope, session_scope
 from engine.data.tables import ApiKey, User
 from engine.errors import InvalidRequest, NotFound

@@ -11,9 +11,8 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from engine.data.db import insert_if_absent
-
-from engine.errors import InvalidRequest, NotFound, Unauthenticated
 from engine.data.tables import ApiKey, Plan, User, Workspace, utcnow
+from engine.errors import InvalidRequest, NotFound, Unauthenticated
 
 KEY_PREFIX = "sk_live_"
 _LOOKUP_LEN = 8  # characters after sk_live_ that find the row; shown to users as the key's prefix

@@ -19,9 +19,9 @@ from sqlalchemy import func, or_, text, update
 from sqlmodel import select
 
 from engine.data.db import read_scope, session_scope
-from engine.errors import DatabaseBusy, EngineError, Forbidden, InsufficientCredits, RateLimited
 from engine.data.leases import LEASE
 from engine.data.tables import PendingCharge, Plan, UsageCounter, Workspace
+from engine.errors import DatabaseBusy, EngineError, Forbidden, InsufficientCredits, RateLimited
 
 WINDOWS = ("minute", "day", "month")
 PROMPT_TOOLS_WINDOW = "prompt_tools"  # its own per-minute counter, outside the request windows

@@ -9,9 +9,8 @@ from pathlib import Path
 from sqlmodel import select
 
 from engine.data.db import read_scope, session_scope
-
-from engine.errors import InvalidRequest, ModelNotFound
 from engine.data.tables import CustomModel
+from engine.errors import InvalidRequest, ModelNotFound
 
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -7,19 +7,18 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
 from PIL import Image
-from typing import Annotated
-
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from engine.errors import InvalidRequest, ModelUnavailable
 from engine.generation import png
 from engine.generation.catalog import ModelSpec
 from engine.generation.samplers import with_sampler
-from engine.errors import InvalidRequest, ModelUnavailable
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000  # /generate's limit (the seed document's)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from engine.generation.catalog import Catalog, ModelSpec
 from engine.errors import ModelUnavailable
+from engine.generation.catalog import Catalog, ModelSpec
 from engine.generation.tiny_models import ensure_tiny_model
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.data.db import read_scope, session_scope
-from engine.errors import NotFound
 from engine.data.tables import ImageRecord
+from engine.errors import NotFound
 from engine.storage.files import ImageStore
 
 

@@ -47,8 +47,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from engine.generation import png
 from engine.errors import InvalidRequest, ModelUnavailable
+from engine.generation import png
 
 log = logging.getLogger(__name__)
 

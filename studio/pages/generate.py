@@ -13,10 +13,18 @@ from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.inputs import InputLimits, decode_image_bytes
-from engine.generation.params import (MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, GenerationParams, ResolvedParams,
-                                      check_inputs, size_for_aspect, size_like)
-from engine.generation.png import data_url
 from engine.generation.jobs import GenerationResult
+from engine.generation.params import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    GenerationParams,
+    ResolvedParams,
+    check_inputs,
+    size_for_aspect,
+    size_like,
+)
+from engine.generation.png import data_url
 from engine.service import ImageEngine
 from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth

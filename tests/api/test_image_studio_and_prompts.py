@@ -5,8 +5,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from engine.tools.background import BackgroundRemover
 from engine.generation.params import read_png_metadata
+from engine.tools.background import BackgroundRemover
 from tests.api.helpers import set_plan, set_workspace
 
 

@@ -6,8 +6,8 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from engine.data.db import session_scope
-from engine.data.tables import IdempotencyRecord, utcnow
 from engine.data.idempotency import IDEMPOTENCY_TTL
+from engine.data.tables import IdempotencyRecord, utcnow
 from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 

@@ -1,9 +1,7 @@
 """Webhooks: signed by the Standard Webhooks scheme (verified here with the reference `standardwebhooks`
 package), delivered when an async job ends, retried with backoff, refused for private addresses."""
 
-import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import require
 from tests.contract.conftest import TEST_BOX_ALIASES
 from tests.server_process import Server, create_key, server_env
+from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPETS = Path(__file__).with_name("snippets")

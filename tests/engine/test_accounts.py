@@ -3,8 +3,8 @@ from sqlmodel import select
 
 from engine.accounts.users import authenticate_key, create_api_key, create_user, revoke_api_key
 from engine.data.db import session_scope
-from engine.errors import InvalidRequest, Unauthenticated
 from engine.data.tables import ApiKey
+from engine.errors import InvalidRequest, Unauthenticated
 
 
 def test_key_is_shown_once_and_stored_only_as_a_hash(engine):

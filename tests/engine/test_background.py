@@ -13,8 +13,8 @@ import pooch
 import pytest
 from PIL import Image
 
-from engine.tools.background import MODEL_URLS, BackgroundRemover, build_tiny_rembg_model
 from engine.errors import InvalidRequest, ModelUnavailable
+from engine.tools.background import MODEL_URLS, BackgroundRemover, build_tiny_rembg_model
 
 SIZE = (200, 150)
 SQUARE = (60, 40, 140, 110)  # left, top, right, bottom

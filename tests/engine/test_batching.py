@@ -9,8 +9,8 @@ from PIL import Image
 
 from engine.config import Settings
 from engine.generation.params import GenerationParams
-from engine.service import ImageEngine
 from engine.generation.worker import LocalWorker, Task
+from engine.service import ImageEngine
 from tests.conftest import make_user
 
 

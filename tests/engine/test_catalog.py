@@ -1,8 +1,8 @@
 import pytest
 
-from engine.generation.catalog import BUILTIN_MODELS, Catalog
 from engine.data.db import init_db, make_engine
 from engine.errors import InvalidRequest, ModelNotFound
+from engine.generation.catalog import BUILTIN_MODELS, Catalog
 
 SEED_SLUGS = {"flux-schnell", "flux-2-klein-9b", "flux-2-klein-4b", "flux-2-dev", "flux-2-pro", "stable-diffusion",
               "sdxl-lightning", "dreamshaper-8-lcm", "lucid-origin", "phoenix-1"}

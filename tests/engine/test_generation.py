@@ -2,8 +2,8 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from engine.generation.catalog import BUILTIN_MODELS
 from engine.errors import InvalidRequest, ModelUnavailable
+from engine.generation.catalog import BUILTIN_MODELS
 from engine.generation.params import GenerationParams, check_inputs, encode_png, read_png_metadata
 
 SPECS = {spec.slug: spec for spec in BUILTIN_MODELS}

@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.accounts.users import create_user
-from engine.data.db import session_scope
-from engine.errors import Forbidden, InsufficientCredits, RateLimited
-from engine.data.leases import LEASE
 from engine.billing.metering import window_periods
+from engine.data.db import session_scope
+from engine.data.leases import LEASE
 from engine.data.tables import Plan, Workspace
+from engine.errors import Forbidden, InsufficientCredits, RateLimited
 
 
 def make_plan(engine, **limits) -> str:

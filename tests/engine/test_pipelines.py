@@ -1,8 +1,8 @@
 import pytest
 
-from engine.generation.catalog import Catalog
 from engine.data.db import init_db, make_engine
 from engine.errors import ModelUnavailable
+from engine.generation.catalog import Catalog
 from engine.generation.pipelines import PipelineManager, WeightsState
 
 

@@ -6,10 +6,10 @@ import pytest
 from sqlmodel import select
 
 from engine.data.db import session_scope
-from engine.data.tables import IdempotencyRecord, utcnow
-from engine.storage.results import ResultCache
 from engine.data.idempotency import IDEMPOTENCY_TTL
+from engine.data.tables import IdempotencyRecord, utcnow
 from engine.storage.files import StorageError
+from engine.storage.results import ResultCache
 
 
 def test_put_get_expire_and_purge(tmp_path):

@@ -4,8 +4,8 @@ import threading
 
 from engine.accounts import admin
 from engine.data.db import session_scope
-from engine.errors import Conflict
 from engine.data.tables import Plan, User
+from engine.errors import Conflict
 from engine.runtime_settings import shared_secret_key
 from engine.service import ImageEngine
 from tests.support import wait_until
@@ -81,9 +81,9 @@ def test_postgres_deadlocks_and_lock_timeouts_are_a_retryable_busy_database():
 def test_progress_and_cancel_reach_across_processes(engine, settings, tmp_path, monkeypatch):
     """Two engines on one database, as two processes are: the one that doesn't run a job sees its progress and
     cancels it, running (at its next progress write) or queued (at the owner's heartbeat)."""
+    from engine.data.tables import Job
     from engine.generation import jobs as job_module
     from engine.generation.params import GenerationParams
-    from engine.data.tables import Job
     from tests.conftest import make_user
 
     monkeypatch.setattr(job_module, "PROGRESS_SYNC_S", 0.0)

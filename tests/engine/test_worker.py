@@ -69,8 +69,8 @@ def test_queue_is_bounded():
 
 def test_cancelled_job_is_recorded_and_its_callbacks_run_outside_the_lock(engine):
     from engine.data.db import session_scope
-    from engine.generation.params import GenerationParams
     from engine.data.tables import Job
+    from engine.generation.params import GenerationParams
     from tests.conftest import make_user
 
     user, _ = make_user(engine, "q@example.com")

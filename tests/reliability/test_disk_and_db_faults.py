@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from api.app import create_app
-from engine.storage import files as image_storage
 from engine.data.db import make_engine, session_scope
 from engine.data.tables import ImageRecord, Job
 from engine.service import ImageEngine
+from engine.storage import files as image_storage
 from tests.api.helpers import SMALL, set_plan, set_workspace
 from tests.conftest import make_user
 

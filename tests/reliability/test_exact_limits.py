@@ -17,8 +17,8 @@ import pytest
 from sqlmodel import select
 
 from engine.data.db import session_scope
-from engine.errors import RateLimited
 from engine.data.tables import ApiLog
+from engine.errors import RateLimited
 from engine.generation.worker import Task
 from tests.api.helpers import SMALL, set_plan, set_workspace
 

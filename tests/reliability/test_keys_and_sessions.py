@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from api.app import create_app
+from engine.accounts.throttle import LoginThrottle
 from engine.accounts.users import create_api_key, hash_key, hash_password, revoke_api_key
 from engine.config import Settings
 from engine.data.db import session_scope
-from engine.errors import InvalidRequest, RateLimited
 from engine.data.tables import ApiKey, SignInAttempt, User
+from engine.errors import InvalidRequest, RateLimited
 from engine.service import ImageEngine
-from engine.accounts.throttle import LoginThrottle
 from tests.api.helpers import SMALL, set_plan, set_user
 from tests.conftest import make_user
 

@@ -6,8 +6,8 @@ from sqlmodel import select
 from engine.accounts import admin
 from engine.accounts.users import create_user
 from engine.data.db import session_scope
-from engine.errors import Conflict, InvalidRequest, NotFound
 from engine.data.tables import Plan, User
+from engine.errors import Conflict, InvalidRequest, NotFound
 
 PASSWORD = "correct horse battery"
 

@@ -3,8 +3,8 @@
 import pytest
 
 from engine.data.db import session_scope
-from engine.generation.params import GenerationParams
 from engine.data.tables import ImageRecord
+from engine.generation.params import GenerationParams
 from tests.studio.conftest import ADMIN_EMAIL, USER_EMAIL, count, eventually, set_value, sign_in
 
 pytestmark = pytest.mark.anyio

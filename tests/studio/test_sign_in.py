@@ -3,8 +3,8 @@
 import pytest
 from sqlmodel import select
 
-from engine.accounts.users import create_user
 from engine.accounts.admin import set_user_active
+from engine.accounts.users import create_user
 from engine.data.db import session_scope
 from engine.data.tables import Plan, User, Workspace
 from studio.auth import safe_next
