@@ -8,12 +8,13 @@ from nicegui import ui
 from engine.accounts.users import display_prefix
 from engine.data.tables import ApiKey, User, WebhookDelivery
 from engine.errors import EngineError
+from engine.generation.pipelines import WeightsState
 from engine.service import ImageEngine
 from engine.tools.wordpress_plugin import ZIP_NAME
 from studio import auth
 from studio.layout import card, frame
 from studio.offload import off_loop
-from studio.widgets import empty_state, when
+from studio.widgets import ModelChoice, default_model, empty_state, model_choices, when
 
 
 def register(engine: ImageEngine) -> None:
@@ -23,13 +24,21 @@ def register(engine: ImageEngine) -> None:
         if user is None:
             return
         keys = await off_loop(KeysPage.read, engine, user.id)
+        choices = await off_loop(model_choices, engine)
         deliveries = await off_loop(engine.webhooks.deliveries, user.id, DELIVERIES_SHOWN)
         with frame(user, "/keys", "API keys", "Let your sites, apps and scripts generate images on this server."):
-            KeysPage(engine, user, server_url(engine), keys, deliveries)
+            KeysPage(engine, user, server_url(engine), keys, deliveries, snippet_model(engine, user, choices))
 
 
 DELIVERIES_SHOWN = 20
 DELIVERY_COLORS = {"delivered": "positive", "pending": "warning", "failed": "negative"}
+
+
+def snippet_model(engine: ImageEngine, user: User, choices: list[ModelChoice]) -> str:
+    """A model the snippets can run on this box right now: loaded or with its weights here, the user's or the
+    server's default first (a model still to be downloaded only when none is here)."""
+    here = [c for c in choices if c.state in (WeightsState.LOADED, WeightsState.READY)]
+    return default_model(engine, here or choices, (user.preferences or {}).get("default_model"))
 
 
 def server_url(engine: ImageEngine) -> str:
@@ -79,7 +88,7 @@ if (!empty($body['success'])) {{
 
 class KeysPage:
     def __init__(self, engine: ImageEngine, user: User, base_url: str, keys: list[ApiKey],
-                 deliveries: list[WebhookDelivery]):
+                 deliveries: list[WebhookDelivery], model: str):
         """``keys``: ``KeysPage.read(engine, user.id)``, and the latest webhook deliveries, read off the loop."""
         self.engine = engine
         self.guard = auth.Guard(engine, user)
@@ -113,7 +122,6 @@ class KeysPage:
                 ui.link("download the Image Studio plugin", f"/downloads/{ZIP_NAME}").mark("wordpress-plugin")
                 ui.label("(Plugins → Add New → Upload Plugin; then Settings → Image Studio with this URL and a "
                          "key of its own)").classes("studio-muted")
-            model = (user.preferences or {}).get("default_model") or engine.settings.default_model
             examples = snippets(base_url, model)
             with ui.tabs().props("dense align=left no-caps").classes("w-full") as tabs:
                 for title in examples:

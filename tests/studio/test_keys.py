@@ -101,3 +101,10 @@ async def test_the_keys_page_links_the_wordpress_plugin(user, api, member_accoun
 
     names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
     assert "image-studio/image-studio.php" in names and "image-studio/js/block.js" in names
+
+
+async def test_the_snippets_use_a_model_that_runs_on_this_box(user, engine, member_account):
+    """Defect: the ready-made snippet named the default flux-schnell, whose weights are not here."""
+    await sign_in(user, USER_EMAIL, path="/login?next=/keys")
+    (code,) = user.find(marker="snippet-bash").elements
+    assert '"model": "flux-schnell"' not in code.content and '"model": "tiny-' in code.content
