@@ -259,7 +259,7 @@ class ImageEngine:
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
                           kind: str = "generate", init_image: Image.Image | list[Image.Image] | None = None,
                           strength: float = 0.6, mask: Image.Image | None = None, charge_id: str | None = None,
-                          cost: int = 0) -> Task:
+                          cost: int = 0, source_image_id: str | None = None) -> Task:
         """Validate now (errors raise here), then queue; the task's future gives a GenerationResult.
 
         Text-to-image requests may be batched with compatible ones; edits (``init_image``: one image, or
@@ -275,8 +275,10 @@ class ImageEngine:
                 resolved = dataclasses.replace(resolved, steps=steps, warnings=resolved.warnings + (
                     f"num_inference_steps raised from {resolved.steps} to {steps}: at strength {strength:g} an edit "
                     f"runs int(steps × strength) denoising steps, and fewer than one would change nothing",))
+        edit = {"strength": strength if spec.edit_uses_strength else None,
+                "source_image_id": source_image_id} if init_images else {}
         job = GenerationJob(user=user, params=resolved, store=self.settings.storage_enabled if store is None else store,
-                            kind=kind, charge_id=charge_id, cost=cost)
+                            kind=kind, charge_id=charge_id, cost=cost, **edit)
         if init_images:
             return self._submit(user, kind, resolved.as_dict(),
                                 run=lambda task: self.jobs.run_edit(task, job, init_images, strength, mask))

@@ -72,12 +72,13 @@ class GenerationRun:
     """One click of Generate: ``count`` images, one job each, admitted and settled together."""
 
     def __init__(self, engine: ImageEngine, user: User, params: list[ResolvedParams], *,
-                 init_image: Image.Image | None = None, strength: float = 0.6):
+                 init_image: Image.Image | None = None, strength: float = 0.6, source_image_id: str | None = None):
         self.engine = engine
         self.user = user
         self.params = params
         self.init_image = init_image
         self.strength = strength
+        self.source_image_id = source_image_id
         self.costs = [generation_credits(engine.catalog.get(p.model), p.width, p.height) for p in params]
         self.tasks: list[Task] = []
         self.errors: list[EngineError] = []
@@ -118,7 +119,8 @@ class GenerationRun:
                 for params, cost in zip(self.params, self.costs, strict=True):
                     task = await asyncio.to_thread(
                         self.engine.submit_generation, self.user, params, store=storage["store"], kind=self.kind,
-                        init_image=self.init_image, strength=self.strength, charge_id=admission.charge_id, cost=cost)
+                        init_image=self.init_image, strength=self.strength, charge_id=admission.charge_id, cost=cost,
+                        source_image_id=self.source_image_id)
                     self.tasks.append(task)
                     if self.cancelled:  # cancelled while this one was being queued
                         await asyncio.to_thread(self._cancel_jobs, [task])

@@ -124,6 +124,9 @@ class ImageRecord(SQLModel, table=True):
     guidance_scale: float
     seed: int = Field(sa_column=Column(BigInteger, nullable=False))  # seeds go up to 2**32 - 1: 64-bit
     kind: str = "generate"
+    # An edit's context: how strongly it changed its source, and the source when that is an image of the gallery.
+    strength: float | None = None
+    source_image_id: str | None = Field(default=None, max_length=64)
     file_path: str | None = None
     bytes: int = 0
     duration_ms: int = 0

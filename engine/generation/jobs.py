@@ -43,9 +43,16 @@ class GenerationJob:
     # records it (Meter.deliver). None: not metered (the CLI, tests).
     charge_id: str | None = None
     cost: int = 0
+    # An edit's context, recorded with its image: the strength it ran at (None where the model has none) and its
+    # source, when that is an image of the gallery.
+    strength: float | None = None
+    source_image_id: str | None = None
 
     def png_extra(self) -> dict | None:
-        return {"kind": self.kind} if self.kind != "generate" else None
+        if self.kind == "generate":
+            return None
+        extra = {"kind": self.kind, "strength": self.strength, "source_image_id": self.source_image_id}
+        return {key: value for key, value in extra.items() if value is not None}
 
 
 @dataclass
@@ -57,6 +64,8 @@ class GenerationResult:
     stored: bool
     duration_ms: int
     kind: str = "generate"
+    strength: float | None = None
+    source_image_id: str | None = None
 
 
 PROGRESS_SYNC_S = 1.0
@@ -195,7 +204,8 @@ class JobRunner:
         duration_ms = int((time.perf_counter() - started) * 1000)
         image_id, now = new_id("img"), utcnow()
         result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
-                                  duration_ms=duration_ms, kind=job.kind)
+                                  duration_ms=duration_ms, kind=job.kind, strength=job.strength,
+                                  source_image_id=job.source_image_id)
         if job.store:
             relative = self.store.save(image_id, png, now.strftime("%Y/%m"))
         else:
@@ -205,8 +215,9 @@ class JobRunner:
         record = ImageRecord(
             id=image_id, user_id=job.user.id, workspace_id=job.user.workspace_id, job_id=task.id, model=p.model,
             prompt=p.prompt, negative_prompt=p.negative_prompt, width=p.width, height=p.height, steps=p.steps,
-            guidance_scale=p.guidance_scale, seed=p.seed, kind=job.kind, file_path=relative, bytes=len(png),
-            duration_ms=duration_ms, created_at=now,
+            guidance_scale=p.guidance_scale, seed=p.seed, kind=job.kind, strength=job.strength,
+            source_image_id=job.source_image_id, file_path=relative, bytes=len(png), duration_ms=duration_ms,
+            created_at=now,
         )
         try:
             # The record, the job's success and the bill in one transaction: all or nothing.

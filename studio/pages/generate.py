@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import secrets
 
-from nicegui import ui
+from nicegui import background_tasks, ui
 from PIL import Image
 from pydantic import ValidationError
 
@@ -97,6 +97,10 @@ class GeneratePage:
         self.run: actions.GenerationRun | None = None
         self.starting = False  # a click on Generate is being checked
         self.edit_image: Image.Image | None = None
+        self.edit_source_id: str | None = None  # the gallery image being edited, recorded with the edit
+        self.edit_png: bytes | None = None
+        # This visit's edits: their source pictures, so that Reuse brings an edit back as an edit.
+        self.edit_sources: dict[str, tuple[Image.Image, bytes, str | None]] = {}
         self.results: list[tuple[GenerationResult, int]] = []
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-[minmax(340px,420px)_1fr] gap-5 w-full"):
             with ui.column().classes("gap-5 w-full min-w-0"):
@@ -189,8 +193,13 @@ class GeneratePage:
                             .classes("text-xs studio-muted")
                     ui.button(icon="close", on_click=self.clear_edit).props("flat round dense").mark("clear-edit") \
                         .tooltip("Stop editing")
-                self.strength = ui.slider(min=0.1, max=1.0, step=0.05, value=0.6).props("label") \
-                    .classes("w-full").mark("strength")
+                with ui.row().classes("w-full items-center gap-3 no-wrap"):
+                    ui.label("Strength").classes("text-sm shrink-0").mark("strength-label")
+                    self.strength = ui.slider(min=0.1, max=1.0, step=0.05, value=0.6) \
+                        .props('label aria-label="Edit strength: how much the edit may change the image"') \
+                        .classes("grow").mark("strength")
+                    ui.label().bind_text_from(self.strength, "value", lambda v: f"{v:.2f}") \
+                        .classes("text-sm font-mono w-10 text-right").mark("strength-value")
             self.edit_panel.visible = False
             # The uploader itself stays hidden; a plain button opens its file picker.
             upload = ui.upload(auto_upload=True, max_files=1, max_file_size=InputLimits.max_bytes,
@@ -335,11 +344,11 @@ class GeneratePage:
         ui.notify(f"Prompt enhanced in a {result.tone} tone{note}.", type="positive")
 
     # -- editing ---------------------------------------------------------------------------------
-    def start_edit(self, image: Image.Image, png: bytes) -> None:
-        """Edit ``image`` (``png`` is the same picture, for the preview)."""
+    def start_edit(self, image: Image.Image, png: bytes, source_image_id: str | None = None) -> None:
+        """Edit ``image`` (``png`` is the same picture, for the preview; ``source_image_id`` its gallery id)."""
         if self.choice().spec.edit_pipeline_class is None:
             ui.notify("This model can't edit images; pick another one.", type="warning")
-        self.edit_image = image
+        self.edit_image, self.edit_png, self.edit_source_id = image, png, source_image_id
         self.edit_preview.set_source(data_url(png))
         self.edit_panel.visible = True
         self.generate_button.text = "Edit image"
@@ -347,7 +356,7 @@ class GeneratePage:
         self._on_size_change()
 
     def clear_edit(self) -> None:
-        self.edit_image = None
+        self.edit_image = self.edit_png = self.edit_source_id = None
         self.edit_panel.visible = False
         self.generate_button.text = "Generate"
         self.generate_button.props("icon=auto_awesome")
@@ -379,10 +388,12 @@ class GeneratePage:
             return None
         try:
             planned = self.planned_params()
-            init_image, strength = self.edit_image, float(self.strength.value)  # the form is read here, on the loop
+            # The form is read here, on the loop.
+            init_image, strength, source = self.edit_image, float(self.strength.value), self.edit_source_id
             # Resolving the model (aliases, custom models) and pricing it read the database: off the loop.
             return await off_loop(lambda: actions.GenerationRun(
-                self.engine, user, prepare_all(self.engine, planned), init_image=init_image, strength=strength))
+                self.engine, user, prepare_all(self.engine, planned), init_image=init_image, strength=strength,
+                source_image_id=source))
         except ValidationError as exc:
             error = exc.errors()[0]
             ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
@@ -477,6 +488,8 @@ class GeneratePage:
         return self.results_box.is_deleted
 
     def _add_result(self, result: GenerationResult, credits: int) -> None:
+        if result.kind == "edit" and self.edit_image is not None:
+            self.edit_sources[result.image_id] = (self.edit_image, self.edit_png, self.edit_source_id)
         self.results.insert(0, (result, credits))
         del self.results[12:]  # the gallery keeps the rest; the page stays light
         if not self.closed:
@@ -525,7 +538,7 @@ class GeneratePage:
                                    result.png, f"{result.image_id}.png", "image/png"), "download"),
                                ("tag", "Copy seed", lambda: self._copy_seed(p.seed), "copy-seed")]
                     if not transparent:
-                        buttons.append(("replay", "Reuse settings", lambda: self.reuse(p), "reuse"))
+                        buttons.append(("replay", "Reuse settings", lambda: self.reuse_result(result), "reuse"))
                     if not transparent and self.can_cut_out:  # offered only where its model file is
                         buttons.append(("content_cut", "Remove background", lambda: self.remove_background(result),
                                         "remove-bg"))
@@ -552,18 +565,53 @@ class GeneratePage:
         self._on_size_change()
         ui.notify("Settings loaded; the seed is locked.")
 
+    def reuse_result(self, result: GenerationResult) -> None:
+        """Reuse a result of this visit; an edit comes back as an edit of the same picture at the same strength."""
+        self.reuse(result.params)
+        if result.kind != "edit":
+            self.clear_edit()
+            return
+        source = self.edit_sources.get(result.image_id)
+        if source is None and result.source_image_id:  # read from the gallery, off the loop
+            background_tasks.create(self._restore_gallery_edit(result.source_image_id, result.strength))
+            return
+        self._restore_edit(source, result.strength)
+
+    async def _restore_gallery_edit(self, image_id: str, strength: float | None) -> None:
+        self._restore_edit(await self._gallery_source(image_id), strength)
+
     async def reuse_stored(self, image_id: str) -> None:
-        """/?reuse=img_… from the gallery: the user's own image only."""
+        """/?reuse=img_… from the gallery: the user's own image only; an edit with its source and strength."""
         try:
             record = await off_loop(self.engine.gallery.get, image_id, self.guard.user_id)
         except NotFound:
             ui.notify("That image is not in your gallery.", type="warning")
             return
         self.reuse(record.model_dump())
+        if record.kind == "edit":
+            source = await self._gallery_source(record.source_image_id) if record.source_image_id else None
+            self._restore_edit(source, record.strength)
+
+    async def _gallery_source(self, image_id: str) -> tuple[Image.Image, bytes, str] | None:
+        try:
+            record = await off_loop(self.engine.gallery.get, image_id, self.guard.user_id)
+            png = await off_loop(self.engine.gallery.read, record)
+        except NotFound:
+            return None
+        return await off_loop(decode_png, png), png, image_id
+
+    def _restore_edit(self, source: tuple[Image.Image, bytes, str | None] | None, strength: float | None) -> None:
+        if source is None:
+            ui.notify("The picture this edit was made from is no longer here: its settings are loaded, without it.",
+                      type="warning")
+            return
+        self.start_edit(*source)
+        if strength is not None:
+            self.strength.value = strength
 
     async def send_to_edit(self, result: GenerationResult) -> None:
         image = await off_loop(decode_png, result.png)
-        self.start_edit(image, result.png)
+        self.start_edit(image, result.png, result.image_id if result.stored else None)
         self.prompt.value = result.params.prompt
         ui.notify("Image ready to edit: change the prompt and press Edit image.")
 

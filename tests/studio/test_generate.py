@@ -273,3 +273,35 @@ async def test_steps_over_the_limit_run_at_the_limit_and_a_long_prompt_is_refuse
     user.find(marker="generate").click()
     await user.should_see("The prompt is 3,000 characters; at most 2,000 are used. Shorten it.")
     assert value_of(user, "prompt") == "x" * 3000  # nothing cut
+
+
+async def test_an_edit_keeps_its_context_strength_source_and_reuse(user, engine, member_account):
+    """Defects: the strength slider had no label, an edit's strength and source weren't recorded, and Reuse
+    turned an edit into text-to-image."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    await generate(user, "a red door")
+    (source,) = images_of(engine, member_account.id)
+    user.find(marker="edit").click()
+    await user.should_see(marker="strength-label")
+    set_value(user, "strength", 0.4)
+    await user.should_see(content="0.40")
+    user.find(marker="prompt").clear().type("a blue door")
+    user.find(marker="generate").click()
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 30)
+    edit = images_of(engine, member_account.id)[-1]
+    assert (edit.kind, edit.strength, edit.source_image_id) == ("edit", 0.4, source.id)
+    from engine.generation.params import read_png_metadata
+
+    recorded = read_png_metadata(engine.gallery.read(edit))  # the PNG says it too
+    assert recorded["strength"] == 0.4 and recorded["source_image_id"] == source.id
+
+    user.find(marker="clear-edit").click()
+    await eventually(lambda: count(user, "result") == 1, 30)
+    user.find(marker="reuse").click()  # on the edit, the newest result
+    await user.should_see(marker="edit-source")
+    assert value_of(user, "strength") == 0.4 and value_of(user, "prompt") == "a blue door"
+
+    await user.open(f"/?reuse={edit.id}")  # from the gallery, on a new page (strength 0.6 there): the same
+    await user.should_see(marker="edit-source")
+    assert value_of(user, "strength") == 0.4
