@@ -67,7 +67,7 @@ class Image_Studio_Client {
 	 *
 	 * @param string     $method  HTTP method.
 	 * @param string     $path    Path below /api/v1, e.g. '/generate'.
-	 * @param array|null $body    JSON body.
+	 * @param mixed      $body    JSON body (an array, or an object such as `new stdClass()` for `{}`).
 	 * @param int        $timeout Seconds (async requests answer at once, so WordPress's short defaults are enough).
 	 * @return array|WP_Error The decoded answer, or the server's error.
 	 */

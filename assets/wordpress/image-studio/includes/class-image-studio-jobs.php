@@ -147,7 +147,7 @@ class Image_Studio_Jobs {
 		if ( '' !== $secret && get_option( 'image_studio_webhook_key_hash', '' ) === $key_hash ) {
 			return $secret;
 		}
-		$answer = Image_Studio_Client::request( 'POST', '/webhooks', array() );
+		$answer = Image_Studio_Client::request( 'POST', '/webhooks', new stdClass() ); // `{}`: an empty array would encode as `[]`.
 		if ( is_wp_error( $answer ) ) {
 			return $answer;
 		}
@@ -258,15 +258,17 @@ class Image_Studio_Jobs {
 				break;
 			}
 		}
+		// Outside wp-admin (the webhook, the editor's polling, WP-Cron) these are not loaded: wp_tempnam(),
+		// media_handle_sideload() and the image sizes live there.
+		require_once ABSPATH . 'wp-admin/includes/file.php';
+		require_once ABSPATH . 'wp-admin/includes/media.php';
+		require_once ABSPATH . 'wp-admin/includes/image.php';
 		$file = Image_Studio_Client::download( $url );
 		if ( is_wp_error( $file ) ) {
 			delete_post_meta( $post->ID, '_image_studio_lock' );
 			update_post_meta( $post->ID, '_image_studio_error', $file->get_error_message() );
 			return $file;
 		}
-		require_once ABSPATH . 'wp-admin/includes/file.php';
-		require_once ABSPATH . 'wp-admin/includes/media.php';
-		require_once ABSPATH . 'wp-admin/includes/image.php';
 		$prompt     = isset( $result['prompt'] ) && '' !== (string) $result['prompt'] ? (string) $result['prompt'] : $post->post_title;
 		$attachment = media_handle_sideload(
 			array(
