@@ -415,3 +415,51 @@ def test_remove_background_errors_clearly_until_set_up_then_makes_a_cutout(confi
     assert found["mime"] == "image/png", found
     with Image.open(found["file"]) as image:
         assert (image.format, image.size, image.mode) == ("PNG", (256, 256), "RGBA")
+
+
+def test_downloads_go_to_the_configured_server_only(configured, imagestudio):
+    """download_url() refuses ports other than 80/443/8080 and LAN addresses; the plugin allows exactly the
+    configured server (here 127.0.0.1 on a random port, as the generation tests show) and nothing else."""
+    site = configured
+    other = f"{site.url}/wp-includes/images/media/default.png"  # the same host, another port: not the server
+    refused = site.wp(f"""
+        $file = Image_Studio_Client::download( {json.dumps(other)} );
+        return is_wp_error( $file ) ? $file->get_error_code() : 'downloaded';
+    """)
+    assert refused == "image_studio_refused_url"
+    same = site.wp(f"return array( Image_Studio_Client::is_server_url( {json.dumps(imagestudio.base + '/x')} ), "
+                   f"Image_Studio_Client::is_server_url( {json.dumps(imagestudio.base.replace('http:', 'https:'))} ) );")
+    assert same == [True, False]
+
+
+def test_a_shortcode_prompt_is_generated_when_the_post_is_saved_never_on_a_view(configured, imagestudio):
+    site = configured
+    post = site.wp("""
+        return wp_insert_post( array( 'post_title' => 'Owls', 'post_status' => 'publish',
+            'post_content' => '[image_studio prompt="an owl at night"]' ) );
+    """, user=AUTHOR)
+    assert isinstance(post, int) and post > 0, post
+    # Nothing yet, and a page view makes nothing.
+    assert site.wp(f"setup_postdata( get_post( {post} ) ); $GLOBALS['post'] = get_post( {post} ); "
+                   f"return do_shortcode( get_post( {post} )->post_content );", user=None) == ""
+    jobs = site.wp(f"""
+        return get_posts( array( 'post_type' => 'image_studio_job', 'fields' => 'ids', 'numberposts' => 5,
+            'meta_key' => '_image_studio_for_post', 'meta_value' => {post} ) );
+    """)
+    assert len(jobs) == 1, jobs  # saved once, submitted once
+    stored = {}
+
+    def finished():
+        stored.update(raw_job(site, jobs[0]))
+        return stored["status"] == "succeeded"
+
+    assert wait_until(finished, 120), f"{stored}\n{site.logs()}\n--- server ---\n{imagestudio.log()}"
+    html = site.wp(f"$GLOBALS['post'] = get_post( {post} ); setup_postdata( $GLOBALS['post'] ); "
+                   f"return do_shortcode( get_post( {post} )->post_content );", user=None)
+    assert 'alt="an owl at night"' in html and "<img" in html, html
+    site.wp(f"wp_update_post( array( 'ID' => {post}, 'post_title' => 'Owls again' ) ); return true;", user=AUTHOR)
+    again = site.wp(f"""
+        return count( get_posts( array( 'post_type' => 'image_studio_job', 'fields' => 'ids', 'numberposts' => 5,
+            'meta_key' => '_image_studio_for_post', 'meta_value' => {post} ) ) );
+    """)
+    assert again == 1  # saving again generates nothing more
