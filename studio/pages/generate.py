@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
+from engine.generation.activity import recent_results
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.jobs import GenerationResult
 from engine.generation.params import (
@@ -30,6 +31,7 @@ from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth
 from studio.layout import card, frame
 from studio.offload import off_loop
+from studio.queue import QueuePanel
 from studio.widgets import SIZE_CHOICES, ModelChoice, default_model, empty_state, model_choices, state_chip
 
 BUILDER_FIELDS = (("subject", "Subject", "a red fox"), ("setting", "Setting", "a snowy birch forest"),
@@ -37,6 +39,9 @@ BUILDER_FIELDS = (("subject", "Subject", "a red fox"), ("setting", "Setting", "a
                   ("lighting", "Lighting", "soft golden hour"), ("camera", "Camera", "85mm lens"),
                   ("extras", "Extras", "highly detailed, comma separated"))
 MAX_COUNT = 4
+
+
+RECENT_RESULTS = 12  # shown again after a reload or a restart
 
 
 def register(engine: ImageEngine) -> None:
@@ -48,8 +53,9 @@ def register(engine: ImageEngine) -> None:
         choices = await off_loop(model_choices, engine)
         max_count = await off_loop(max_images, engine, user)
         can_cut_out = await off_loop(lambda: engine.background_remover().available())
+        recent = await off_loop(recent_results, engine, user.id, RECENT_RESULTS)  # a reload or restart loses none
         with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):
-            page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out)
+            page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out, recent=recent)
         if reuse:
             await page.reuse_stored(reuse)
 
@@ -85,9 +91,9 @@ def decode_upload(data: bytes) -> tuple[Image.Image, bytes]:
 
 class GeneratePage:
     def __init__(self, engine: ImageEngine, user: User, choices: list[ModelChoice], max_count: int, *,
-                 can_cut_out: bool = True):
+                 can_cut_out: bool = True, recent: list[GenerationResult] | None = None):
         """``choices``: ``model_choices(engine)``; ``max_count``: ``max_images(engine, user)``; ``can_cut_out``:
-        whether background removal's model file is here (all read off the loop)."""
+        whether background removal's model file is here; ``recent``: ``recent_results`` (all read off the loop)."""
         self.can_cut_out = can_cut_out
         self.engine = engine
         self.guard = auth.Guard(engine, user)
@@ -101,16 +107,19 @@ class GeneratePage:
         self.edit_png: bytes | None = None
         # This visit's edits: their source pictures, so that Reuse brings an edit back as an edit.
         self.edit_sources: dict[str, tuple[Image.Image, bytes, str | None]] = {}
-        self.results: list[tuple[GenerationResult, int]] = []
+        self.results: list[tuple[GenerationResult, int | None]] = [(result, None) for result in recent or []]
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-[minmax(340px,420px)_1fr] gap-5 w-full"):
             with ui.column().classes("gap-5 w-full min-w-0"):
                 self._build_prompt_card()
                 self._build_settings_card()
             with ui.column().classes("gap-5 w-full min-w-0"):
+                self.queue = QueuePanel(engine, self.guard, on_finished=self._arrived)
                 self._build_progress()
                 self.results_box = ui.column().classes("w-full gap-5").mark("results").props("data-testid=results")
         self.set_seed_lock(False)
         self._on_model_change()
+        self._restore_draft(self.prefs.get("draft") or {})
+        self.prompt.on("blur", self.save_draft)
         self._render_results()
 
     # -- layout ----------------------------------------------------------------------------------
@@ -431,6 +440,7 @@ class GeneratePage:
             self.starting = False
         if run is None:
             return
+        background_tasks.create(self.save_draft())
         self.run = run
         self._set_busy(True)
         timer = ui.timer(0.1, self._show_progress)
@@ -515,6 +525,45 @@ class GeneratePage:
                                 .props("data-testid=earlier-result"):
                             ui.image(data_url(result.png)).props("ratio=1 fit=cover").classes("w-full")
 
+    def _arrived(self, result: GenerationResult) -> None:
+        """A job that left the queue finished elsewhere (another tab, a closed one): its image joins the results."""
+        if self.run is not None and any(task.id == result.job_id for task in self.run.tasks):
+            return  # this tab's run shows its own results
+        if any(known.job_id == result.job_id for known, _ in self.results):
+            return
+        self._add_result(result, None)
+
+    # -- the draft: the form, kept in the user's preferences (the database), not the browser ------------------
+    def draft(self) -> dict:
+        return {"prompt": self.prompt.value or "", "negative_prompt": self.negative.value or "",
+                "model": self.model.value, "size": self.size.value, "width": self.width.value,
+                "height": self.height.value, "steps": self.steps.value, "count": self.count.value,
+                "seed": self.seed.value if self.seed_locked else None}
+
+    async def save_draft(self, _=None) -> None:
+        draft = self.draft()
+        if draft == self.prefs.get("draft"):
+            return
+        self.prefs["draft"] = draft
+        await off_loop(self.engine.accounts.set_preferences, self.guard.user_id, draft=draft)
+
+    def _restore_draft(self, draft: dict) -> None:
+        if draft.get("model") in self.choices and self.choices[draft["model"]].usable:
+            self.model.value = draft["model"]
+        if draft.get("size") in SIZE_CHOICES:
+            self.size.value = draft["size"]
+        for field, key in ((self.width, "width"), (self.height, "height"), (self.steps, "steps")):
+            if isinstance(draft.get(key), (int, float)):
+                field.value = draft[key]
+        if draft.get("count") in range(1, self.max_count + 1):
+            self.count.value = draft["count"]
+        self.prompt.value = str(draft.get("prompt") or "")
+        self.negative.value = str(draft.get("negative_prompt") or "")
+        if isinstance(draft.get("seed"), int):
+            self.set_seed(draft["seed"])
+            self.set_seed_lock(True)
+        self._on_size_change()
+
     def _bring_up(self, index: int) -> None:
         self.results.insert(0, self.results.pop(index))
         self._render_results()
@@ -528,7 +577,9 @@ class GeneratePage:
             with ui.column().classes("w-full gap-2 p-4"):
                 ui.label(p.prompt).classes("text-sm line-clamp-2")
                 details = [p.model, f"{p.width}×{p.height}", f"seed {p.seed}", f"{p.steps} steps",
-                           f"{result.duration_ms} ms", f"{credits} credit{'s' if credits != 1 else ''}"]
+                           f"{result.duration_ms} ms"]
+                if credits is not None:  # known for this visit's results
+                    details.append(f"{credits} credit{'s' if credits != 1 else ''}")
                 if result.kind != "generate":
                     details.insert(0, result.kind.replace("_", " "))
                 details.append("saved to gallery" if result.stored else "not stored")

@@ -206,7 +206,9 @@ def test_first_run_sign_in_generate_and_every_page(server, browser, screenshots)
     studio.click("tab-models")
     studio.screenshot("admin-models")
 
-    # The README shows these pictures: each one was just taken.
+    # The README shows these pictures: each one was just taken (the WordPress ones by tests/wordpress).
     readme = (ROOT / "README.md").read_text()
     for name in re.findall(r"docs/screenshots/([\w-]+)\.png", readme):
+        if name.startswith("wordpress-"):
+            continue
         assert (screenshots / f"{name}.png").stat().st_mtime >= started, f"{name}.png was not taken"

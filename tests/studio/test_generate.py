@@ -305,3 +305,44 @@ async def test_an_edit_keeps_its_context_strength_source_and_reuse(user, engine,
     await user.open(f"/?reuse={edit.id}")  # from the gallery, on a new page (strength 0.6 there): the same
     await user.should_see(marker="edit-source")
     assert value_of(user, "strength") == 0.4
+
+
+async def test_the_draft_and_recent_results_survive_a_reload(user, engine, member_account):
+    """Defect: nothing on Generate survived a reload or a restart (kept in the database, not the browser)."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    await generate(user, "a lighthouse at dusk")
+    user.find(marker="prompt").clear().type("a draft never generated")
+    set_value(user, "seed", 777)
+    set_value(user, "count", 2)
+    user.find(marker="prompt").trigger("blur")  # the draft is saved when the prompt loses focus
+    await eventually(lambda: (engine.accounts.user(member_account.id).preferences or {}).get("draft", {})
+                     .get("prompt") == "a draft never generated")
+    await user.open("/")
+    assert value_of(user, "prompt") == "a draft never generated" and value_of(user, "seed") == 777
+    assert value_of(user, "model") == "tiny-sd" and value_of(user, "count") == 2
+    await user.should_see(content="tiny-sd · 256×256")  # the earlier result is back
+    assert count(user, "result") == 1
+
+
+async def test_the_queue_shows_jobs_from_other_tabs_with_their_place_and_cancels_them(user, engine, member_account):
+    """Defect: a job waiting behind another tab's showed "Loading the model…"; a closed tab's jobs were hidden."""
+    from engine.generation.params import GenerationParams
+
+    await sign_in(user, USER_EMAIL)
+    # Another tab (or one since closed) queued two slow images: the first runs, the second waits behind it.
+    slow = GenerationParams(prompt="a slow one", model="tiny-sd", width=1024, height=1024, steps=50)
+    first = engine.submit_generation(member_account, slow)
+    second = engine.submit_generation(member_account, slow)
+    await user.should_see(marker=f"queued-{second.id}", retries=50)
+    await user.should_see(content="Queued behind 1")
+    user.find(marker=f"cancel-{second.id}").click()
+    await eventually(lambda: second.future.done(), 30)
+    user.find(marker=f"cancel-{first.id}").click()
+    await eventually(lambda: first.future.done(), 60)
+    await eventually(lambda: count(user, "queue") == 0, 30)  # empty: the panel hides
+
+    quick = engine.submit_generation(member_account, GenerationParams(prompt="made in another tab", model="tiny-sd",
+                                                                      width=256, height=256))
+    await eventually(lambda: quick.future.done(), 30)
+    await user.should_see(content="made in another tab", retries=50)  # it joins this page's results
