@@ -85,7 +85,7 @@ def dark_mode_toggle() -> None:
         button.props(f"icon={icons[following]}")
         button.tooltip(tips[following])
 
-    button = ui.button(icon=icons[dark.value], on_click=cycle).props("flat round").mark("theme-toggle") \
+    button = ui.button(icon=icons[dark.value], on_click=cycle).props('flat round aria-label="Theme"').mark("theme-toggle") \
         .props("data-testid=theme-toggle")
     button.tooltip(tips[dark.value])
 
@@ -121,11 +121,11 @@ def frame(user: User, path: str, title: str, subtitle: str = "") -> Iterator[Non
                             ui.icon(icon, size="20px")
                         ui.item_section(label)
     with ui.header().classes("studio-header items-center px-3 py-2 gap-1").props("height-hint=56"):
-        ui.button(icon="menu", on_click=drawer.toggle).props("flat round").classes("lg:hidden").mark("menu")
+        ui.button(icon="menu", on_click=drawer.toggle).props('flat round aria-label="Menu"').classes("lg:hidden").mark("menu")
         logo()
         ui.space()
         dark_mode_toggle()
-        with ui.button().props("flat round").mark("account-menu").props("data-testid=account-menu"):
+        with ui.button().props('flat round aria-label="Account"').mark("account-menu").props("data-testid=account-menu"):
             avatar(user)
             with ui.menu().classes("min-w-56"):
                 with ui.column().classes("px-4 py-3 gap-0"):

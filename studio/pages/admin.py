@@ -149,7 +149,7 @@ class UsersTab:
                 credits = ui.number("Credits", value=workspace.credits, min=0, step=1, precision=0) \
                     .props("outlined dense").classes("w-32").mark(f"credits-{email}")
                 ui.button(icon="check", on_click=lambda c=credits, w=workspace.id: self.set_credits(w, c.value)) \
-                    .props("flat round dense").mark(f"set-credits-{email}").tooltip("Set credits")
+                    .props('flat round dense aria-label="Set credits"').mark(f"set-credits-{email}").tooltip("Set credits")
             ui.switch("Suspended", value=workspace.suspended,
                       on_change=lambda e, w=workspace.id: self.set_suspended(w, e.value)).mark(f"suspend-{email}")
             ui.switch("Can sign in", value=user.is_active,
@@ -273,10 +273,10 @@ class PlansTab:
                             ui.label(plan.name).classes("font-semibold text-lg")
                             ui.label(f"{plan.slug} · ${plan.price_usd_month:g}/month · "
                                      f"{members.get(plan.slug, 0)} workspace(s)").classes("text-xs studio-muted")
-                        ui.button(icon="edit", on_click=lambda p=plan: self.edit(p)).props("flat round dense") \
+                        ui.button(icon="edit", on_click=lambda p=plan: self.edit(p)).props('flat round dense aria-label="Edit plan"') \
                             .mark(f"edit-plan-{plan.slug}")
                         ui.button(icon="delete", on_click=lambda p=plan: self.delete(p)) \
-                            .props("flat round dense color=negative").mark(f"delete-plan-{plan.slug}")
+                            .props('flat round dense color=negative aria-label="Delete plan"').mark(f"delete-plan-{plan.slug}")
                     with ui.element("div").classes("grid grid-cols-2 gap-x-4 gap-y-0 text-sm"):
                         for field, label in PLAN_NUMBERS:
                             ui.label(label).classes("studio-muted")
@@ -362,7 +362,7 @@ class ModelsTab:
                 with ui.row().classes("items-center gap-2").mark(f"alias-{slug}"):
                     ui.label(f"{slug} → {target}").classes("font-mono text-sm")
                     ui.button(icon="delete", on_click=lambda s=slug: self.remove_alias(s)) \
-                        .props("flat dense round").mark(f"remove-alias-{slug}")
+                        .props('flat dense round aria-label="Remove alias"').mark(f"remove-alias-{slug}")
             with ui.row().classes("w-full items-end gap-2"):
                 slug = ui.select([spec.slug for spec in specs if not spec.open_weights], label="Slug",
                                  new_value_mode="add-unique").props("outlined dense").classes("w-48") \

@@ -156,7 +156,7 @@ class GalleryPage:
                 with ui.column().classes("p-5 gap-3 min-w-0"):
                     with ui.row().classes("w-full items-center no-wrap"):
                         ui.label("Image details").classes("text-lg font-semibold grow")
-                        ui.button(icon="close", on_click=dialog.close).props("flat round dense")
+                        ui.button(icon="close", on_click=dialog.close).props('flat round dense aria-label="Close"')
                     self._parameters(record, png)
                     with ui.expansion("PNG metadata", icon="data_object").classes("w-full") \
                             .props("dense").mark("png-metadata"):

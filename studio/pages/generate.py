@@ -120,6 +120,9 @@ class GeneratePage:
         self._on_model_change()
         self._restore_draft(self.prefs.get("draft") or {})
         self.prompt.on("blur", self.save_draft)
+        for field in (self.prompt, self.negative):  # Ctrl+Enter (⌘+Enter on a Mac) generates, as in other studios
+            field.on("keydown.ctrl.enter", self.generate)
+            field.on("keydown.meta.enter", self.generate)
         self._render_results()
 
     # -- layout ----------------------------------------------------------------------------------
@@ -186,9 +189,10 @@ class GeneratePage:
                                       on_change=self._on_seed_change) \
                     .props("outlined dense clearable").classes("grow").mark("seed")
                 self.lock_button = ui.button(icon="lock_open", on_click=self.toggle_seed_lock) \
-                    .props("flat round").classes("mt-1").mark("seed-lock")
+                    .props('flat round aria-label="Lock the seed"').classes("mt-1").mark("seed-lock")
                 self.lock_button.tooltip("Lock the seed: the same seed for the next images")
-                ui.button(icon="casino", on_click=self.random_seed).props("flat round").classes("mt-1") \
+                ui.button(icon="casino", on_click=self.random_seed) \
+                    .props('flat round aria-label="Random seed"').classes("mt-1") \
                     .mark("seed-random").tooltip("A new random seed (locked)")
             self.last_seed = ui.label().classes("text-xs studio-muted -mt-1").mark("last-seed")
             self.last_seed.visible = False
@@ -200,7 +204,7 @@ class GeneratePage:
                         ui.label("Editing an image").classes("font-medium")
                         ui.label("The prompt describes the change. Lower strength keeps more of the original.") \
                             .classes("text-xs studio-muted")
-                    ui.button(icon="close", on_click=self.clear_edit).props("flat round dense").mark("clear-edit") \
+                    ui.button(icon="close", on_click=self.clear_edit).props('flat round dense aria-label="Stop editing"').mark("clear-edit") \
                         .tooltip("Stop editing")
                 with ui.row().classes("w-full items-center gap-3 no-wrap"):
                     ui.label("Strength").classes("text-sm shrink-0").mark("strength-label")
@@ -215,7 +219,8 @@ class GeneratePage:
                                on_upload=self._on_upload).props("accept=image/*").classes("hidden").mark("upload")
             with ui.row().classes("w-full gap-2 no-wrap"):
                 ui.button(icon="add_photo_alternate", on_click=lambda: upload.run_method("pickFiles")) \
-                    .props("outline size=lg").mark("upload-button").tooltip("Edit an image of your own")
+                    .props('outline size=lg aria-label="Edit an image of your own"').mark("upload-button") \
+                    .tooltip("Edit an image of your own")
                 self.generate_button = ui.button("Generate", icon="auto_awesome", on_click=self.generate) \
                     .props("unelevated size=lg no-caps").classes("grow").mark("generate").props("data-testid=generate")
 
@@ -242,7 +247,7 @@ class GeneratePage:
         with ui.dialog() as dialog, ui.card().classes("w-full max-w-2xl p-5 gap-3").mark("models-dialog"):
             with ui.row().classes("w-full items-center no-wrap"):
                 ui.label("Models on this server").classes("text-lg font-semibold grow")
-                ui.button(icon="close", on_click=dialog.close).props("flat round dense")
+                ui.button(icon="close", on_click=dialog.close).props('flat round dense aria-label="Close"')
             for choice in choices:
                 with ui.row().classes("w-full items-start gap-3 no-wrap"):
                     with ui.column().classes("gap-0 grow min-w-0"):
@@ -457,6 +462,7 @@ class GeneratePage:
                 self._set_busy(False)
         if self.closed:
             return
+        self.prompt.run_method("focus")  # the keyboard stays where the next prompt is typed
         if not self.seed_locked and done:
             # Unlocked, the field stays empty (the next run is random again); the seed used is shown beside it.
             self.last_seed.text = f"Last seed {self.results[0][0].params.seed}: lock it to reuse it"

@@ -108,7 +108,7 @@ class KeysPage:
                 ui.label("Async requests with a callback_url (or a key's default webhook) are reported when the "
                          "job ends, signed with the key's secret (Standard Webhooks), retried for a day.") \
                     .classes("text-sm studio-muted grow")
-                ui.button(icon="refresh", on_click=self.refresh_deliveries).props("flat round dense") \
+                ui.button(icon="refresh", on_click=self.refresh_deliveries).props('flat round dense aria-label="Refresh"') \
                     .tooltip("Refresh").mark("refresh-deliveries")
             self.delivery_box = ui.column().classes("w-full gap-0").mark("delivery-list")
         self._draw_deliveries(deliveries)
@@ -129,8 +129,9 @@ class KeysPage:
             with ui.tab_panels(tabs, value="curl").classes("w-full bg-transparent"):
                 for title, (language, code) in examples.items():
                     with ui.tab_panel(title).classes("p-0"):
-                        ui.code(code, language=language).classes("w-full text-xs studio-code") \
+                        snippet = ui.code(code, language=language).classes("w-full text-xs studio-code") \
                             .mark(f"snippet-{language}")
+                        snippet.copy_button.props('aria-label="Copy the code"')
         self._shown = 0  # the newest refresh; an older one that answers late draws nothing
         self._draw(keys)
 
@@ -202,7 +203,8 @@ class KeysPage:
             with ui.row().classes("w-full items-center gap-2 no-wrap"):
                 ui.input(value=full_key).props("outlined dense readonly").classes("grow font-mono") \
                     .mark("new-key").props("data-testid=new-key")
-                ui.button(icon="content_copy", on_click=lambda: self._copy(full_key)).props("unelevated") \
+                ui.button(icon="content_copy", on_click=lambda: self._copy(full_key)) \
+                    .props('unelevated aria-label="Copy the key"') \
                     .mark("copy-key").tooltip("Copy")
             ui.label(f"Shown from now on as {display_prefix(key)}").classes("text-xs studio-muted")
             with ui.row().classes("w-full justify-end"):
@@ -279,7 +281,8 @@ class KeysPage:
             with ui.row().classes("w-full items-center gap-2 no-wrap"):
                 ui.input(value=secret).props("outlined dense readonly").classes("grow font-mono") \
                     .mark("webhook-secret")
-                ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(secret)).props("unelevated") \
+                ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(secret)) \
+                    .props('unelevated aria-label="Copy the secret"') \
                     .tooltip("Copy")
         with buttons:
             ui.button("Done", on_click=dialog.close).props("unelevated no-caps").mark("close-webhook")
