@@ -13,6 +13,7 @@ from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.activity import recent_results
+from engine.generation.catalog import ModelSpec
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.jobs import GenerationResult
 from engine.generation.params import (
@@ -26,6 +27,7 @@ from engine.generation.params import (
     size_like,
 )
 from engine.generation.png import data_url
+from engine.generation.samplers import SAMPLER_FAMILIES, SAMPLERS, SCHEDULES, choose_sampler, replace_sampler
 from engine.service import ImageEngine
 from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth
@@ -42,6 +44,7 @@ MAX_COUNT = 4
 
 
 RECENT_RESULTS = 12  # shown again after a reload or a restart
+DEFAULT_SAMPLER = ""  # the model's own scheduler
 
 
 def register(engine: ImageEngine) -> None:
@@ -69,9 +72,23 @@ def max_images(engine: ImageEngine, user: User) -> int:
     return max(1, min(MAX_COUNT, plan.max_batch_size, engine.runtime.get("max_batch_size")))
 
 
-def prepare_all(engine: ImageEngine, planned: list[GenerationParams]) -> list[ResolvedParams]:
-    """Resolve each image's model (aliases, custom models) and check its inputs (blocking: the database)."""
-    return [engine.prepare(params) for params in planned]
+def prepare_all(engine: ImageEngine, planned: list[GenerationParams], sampler: str | None = None,
+                schedule: str | None = None) -> list[ResolvedParams]:
+    """Resolve each image's model (aliases, custom models) and check its inputs, with the sampler chosen (None:
+    the model's own scheduler). Blocking: the database."""
+    prepared = []
+    for params in planned:
+        resolved = engine.prepare(params)
+        if sampler is not None:
+            spec = engine.catalog.get(resolved.model)
+            resolved = replace_sampler(resolved, *choose_sampler(spec, sampler, schedule))
+        prepared.append(resolved)
+    return prepared
+
+
+def takes_samplers(spec: ModelSpec) -> bool:
+    """Whether the model's pipeline runs the samplers of the list (FLUX and distilled models keep their own)."""
+    return spec.family in SAMPLER_FAMILIES and spec.scheduler is None
 
 
 def decode_png(png: bytes) -> Image.Image:
@@ -98,6 +115,7 @@ class GeneratePage:
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.prefs = dict(user.preferences or {})
+        self._saved_model_settings = self.prefs.get("model_settings")
         self.choices: dict[str, ModelChoice] = {c.spec.slug: c for c in choices}
         self.max_count = max_count
         self.run: actions.GenerationRun | None = None
@@ -194,6 +212,16 @@ class GeneratePage:
                 ui.button(icon="casino", on_click=self.random_seed) \
                     .props('flat round aria-label="Random seed"').classes("mt-1") \
                     .mark("seed-random").tooltip("A new random seed (locked)")
+            with ui.row().classes("w-full gap-2 no-wrap items-start"):
+                self.guidance = ui.number("Guidance (CFG)", min=0, max=30, step=0.5, precision=1) \
+                    .props("outlined dense").classes("w-32").mark("guidance")
+                self.sampler = ui.select({DEFAULT_SAMPLER: "Model's own", **{s.name: s.name for s in SAMPLERS}},
+                                         value=DEFAULT_SAMPLER, label="Sampler") \
+                    .props("outlined dense options-dense").classes("grow").mark("sampler")
+                self.schedule = ui.select({s.name: s.label for s in SCHEDULES}, value="automatic",
+                                          label="Schedule").props("outlined dense options-dense") \
+                    .classes("w-32").mark("schedule")
+            self.sampler_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("sampler-hint")
             self.last_seed = ui.label().classes("text-xs studio-muted -mt-1").mark("last-seed")
             self.last_seed.visible = False
             with ui.column().classes("w-full gap-2") as self.edit_panel:
@@ -264,6 +292,7 @@ class GeneratePage:
             state_chip(choice.state)
         self.model_info.text = choice.reason or choice.spec.description
         self.steps.value = choice.spec.default_steps
+        self._apply_model_settings(choice.spec)
         self.negative.enabled = choice.spec.supports_negative
         if choice.spec.supports_negative:
             self.negative.props(remove="hint")
@@ -271,6 +300,47 @@ class GeneratePage:
             self.negative.props('hint="This model ignores negative prompts"')
         self.generate_button.enabled = choice.usable
         self._on_size_change()
+
+    # -- guidance and sampler, remembered per model ------------------------------------------------------------
+    def chosen_guidance(self) -> float | None:
+        spec = self.choice().spec
+        if not spec.uses_guidance or self.guidance.value is None:
+            return None
+        value = float(self.guidance.value)
+        return None if value == spec.default_guidance else max(0.0, min(30.0, value))
+
+    def chosen_sampler(self) -> tuple[str | None, str | None]:
+        if not takes_samplers(self.choice().spec) or self.sampler.value == DEFAULT_SAMPLER:
+            return None, None
+        return self.sampler.value, self.schedule.value
+
+    def remember_model_settings(self) -> None:
+        """What was set for this model comes back the next time it is picked (saved with the draft)."""
+        remembered = dict(self.prefs.get("model_settings") or {})
+        remembered[self.model.value] = {"guidance": self.guidance.value, "sampler": self.sampler.value,
+                                        "schedule": self.schedule.value, "steps": self.steps.value}
+        self.prefs["model_settings"] = dict(list(remembered.items())[-20:])  # the last twenty models
+
+    def _apply_model_settings(self, spec: ModelSpec) -> None:
+        saved = (self.prefs.get("model_settings") or {}).get(spec.slug) or {}
+        self.guidance.value = saved.get("guidance", spec.default_guidance)
+        self.guidance.enabled = spec.uses_guidance
+        if spec.uses_guidance:
+            self.guidance.props(remove="hint")
+        else:
+            self.guidance.props('hint="Distilled: not used"')
+        samplers = takes_samplers(spec)
+        self.sampler.value = saved.get("sampler", DEFAULT_SAMPLER) if samplers else DEFAULT_SAMPLER
+        self.schedule.value = saved.get("schedule", "automatic") if samplers else "automatic"
+        self.sampler.enabled = self.schedule.enabled = samplers
+        if samplers:
+            self.sampler_hint.text = ""
+        elif spec.scheduler:
+            self.sampler_hint.text = f"{spec.name} is distilled for its own {spec.scheduler}"
+        else:
+            self.sampler_hint.text = f"{spec.name} samples with its own flow-matching scheduler"
+        if isinstance(saved.get("steps"), (int, float)):
+            self.steps.value = saved["steps"]
 
     def _on_size_change(self, _=None) -> None:
         """The size that will run: the model rounds to its multiples and limits, and the hint says so."""
@@ -404,10 +474,12 @@ class GeneratePage:
             planned = self.planned_params()
             # The form is read here, on the loop.
             init_image, strength, source = self.edit_image, float(self.strength.value), self.edit_source_id
+            sampler, schedule = self.chosen_sampler()
+            self.remember_model_settings()
             # Resolving the model (aliases, custom models) and pricing it read the database: off the loop.
             return await off_loop(lambda: actions.GenerationRun(
-                self.engine, user, prepare_all(self.engine, planned), init_image=init_image, strength=strength,
-                source_image_id=source))
+                self.engine, user, prepare_all(self.engine, planned, sampler, schedule), init_image=init_image,
+                strength=strength, source_image_id=source))
         except ValidationError as exc:
             error = exc.errors()[0]
             ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
@@ -431,7 +503,7 @@ class GeneratePage:
         for image_seed in actions.seeds_for(int(self.count.value or 1), seed, self.seed_locked):
             params = GenerationParams(prompt=self.prompt.value or "", negative_prompt=self.negative.value or None,
                                       model=self.model.value, width=width, height=height, steps=steps,
-                                      seed=image_seed)
+                                      seed=image_seed, guidance_scale=self.chosen_guidance())
             planned.append(params)
         return planned
 
@@ -548,10 +620,12 @@ class GeneratePage:
 
     async def save_draft(self, _=None) -> None:
         draft = self.draft()
-        if draft == self.prefs.get("draft"):
+        if draft == self.prefs.get("draft") and self.prefs.get("model_settings") == self._saved_model_settings:
             return
         self.prefs["draft"] = draft
-        await off_loop(self.engine.accounts.set_preferences, self.guard.user_id, draft=draft)
+        self._saved_model_settings = self.prefs.get("model_settings")
+        await off_loop(self.engine.accounts.set_preferences, self.guard.user_id, draft=draft,
+                       model_settings=self.prefs.get("model_settings") or {})
 
     def _restore_draft(self, draft: dict) -> None:
         if draft.get("model") in self.choices and self.choices[draft["model"]].usable:

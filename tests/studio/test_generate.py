@@ -329,20 +329,44 @@ async def test_the_queue_shows_jobs_from_other_tabs_with_their_place_and_cancels
     """Defect: a job waiting behind another tab's showed "Loading the model…"; a closed tab's jobs were hidden."""
     from engine.generation.params import GenerationParams
 
+    import threading
+
     await sign_in(user, USER_EMAIL)
-    # Another tab (or one since closed) queued two slow images: the first runs, the second waits behind it.
-    slow = GenerationParams(prompt="a slow one", model="tiny-sd", width=1024, height=1024, steps=50)
-    first = engine.submit_generation(member_account, slow)
-    second = engine.submit_generation(member_account, slow)
+    # Another tab (or one since closed) has a job running, held here until the test lets it go, and one queued.
+    release = threading.Event()
+    first = engine._submit(member_account, "generate", {"prompt": "a held one", "model": "tiny-sd"},
+                           run=lambda task: release.wait(60))
+    second = engine.submit_generation(member_account, GenerationParams(prompt="a waiting one", model="tiny-sd"))
     await user.should_see(marker=f"queued-{second.id}", retries=50)
-    await user.should_see(content="Queued behind 1")
+    await user.should_see(content="Queued behind 1", retries=50)
     user.find(marker=f"cancel-{second.id}").click()
     await eventually(lambda: second.future.done(), 30)
-    user.find(marker=f"cancel-{first.id}").click()
-    await eventually(lambda: first.future.done(), 60)
+    release.set()
+    await eventually(lambda: first.future.done(), 30)
     await eventually(lambda: count(user, "queue") == 0, 30)  # empty: the panel hides
 
     quick = engine.submit_generation(member_account, GenerationParams(prompt="made in another tab", model="tiny-sd",
                                                                       width=256, height=256))
     await eventually(lambda: quick.future.done(), 30)
     await user.should_see(content="made in another tab", retries=50)  # it joins this page's results
+
+
+async def test_guidance_and_sampler_run_and_are_remembered_per_model(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    set_value(user, "guidance", 3.5)
+    set_value(user, "sampler", "DPM++ 2M")
+    set_value(user, "schedule", "karras")
+    await generate(user)
+    (record,) = images_of(engine, member_account.id)
+    from engine.generation.params import read_png_metadata
+
+    recorded = read_png_metadata(engine.gallery.read(record))
+    assert (record.guidance_scale, recorded["sampler"], recorded["scheduler"]) == (3.5, "DPM++ 2M", "karras")
+
+    set_value(user, "model", "tiny-flux")  # flow matching: no sampler list, its own guidance default
+    await user.should_see("Tiny FLUX (offline test model) samples with its own flow-matching scheduler")
+    assert value_of(user, "sampler") == ""
+    set_value(user, "model", "tiny-sd")  # tiny-sd's settings come back
+    assert (value_of(user, "guidance"), value_of(user, "sampler"), value_of(user, "schedule")) == (
+        3.5, "DPM++ 2M", "karras")
