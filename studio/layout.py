@@ -61,6 +61,7 @@ THEME_CSS = """
   .q-notifications__list--bottom { top: 64px; bottom: auto; flex-direction: column; }
   .q-notifications__list--bottom .q-notification { max-width: min(560px, 92vw); }
   :focus-visible { outline: 2px solid #7c3aed; outline-offset: 2px; }
+  body.studio-dropping .q-page { outline: 3px dashed #7c3aed; outline-offset: -12px; }
 </style>
 """
 

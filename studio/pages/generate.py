@@ -14,6 +14,7 @@ from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.activity import recent_results
 from engine.generation.catalog import ModelSpec
+from engine.generation.infotext import settings_of
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.jobs import GenerationResult
 from engine.generation.params import (
@@ -45,6 +46,26 @@ MAX_COUNT = 4
 
 RECENT_RESULTS = 12  # shown again after a reload or a restart
 DEFAULT_SAMPLER = ""  # the model's own scheduler
+DROP_ANYWHERE_JS = """<script>
+(() => {
+  const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  document.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    document.body.classList.add("studio-dropping");
+  });
+  document.addEventListener("dragleave", (e) => {
+    if (!e.relatedTarget) document.body.classList.remove("studio-dropping");
+  });
+  document.addEventListener("drop", (e) => {
+    document.body.classList.remove("studio-dropping");
+    if (!hasFiles(e) || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    const uploader = getElement(UPLOAD_ID);
+    if (uploader) uploader.$refs.qRef.addFiles([e.dataTransfer.files[0]]);
+  });
+})();
+</script>"""
 
 
 def register(engine: ImageEngine) -> None:
@@ -241,10 +262,20 @@ class GeneratePage:
                         .classes("grow").mark("strength")
                     ui.label().bind_text_from(self.strength, "value", lambda v: f"{v:.2f}") \
                         .classes("text-sm font-mono w-10 text-right").mark("strength-value")
+                with ui.row().classes("w-full items-center gap-2 no-wrap rounded-lg p-2 bg-primary/10") \
+                        as self.found_settings:
+                    ui.icon("info", color="primary")
+                    self.found_settings_text = ui.label().classes("text-xs grow").mark("found-settings")
+                    ui.button("Load its settings", on_click=self.load_found_settings) \
+                        .props("flat dense no-caps size=sm").mark("load-settings")
+                self.found_settings.visible = False
             self.edit_panel.visible = False
+            self.settings_found: dict | None = None
             # The uploader itself stays hidden; a plain button opens its file picker.
             upload = ui.upload(auto_upload=True, max_files=1, max_file_size=InputLimits.max_bytes,
                                on_upload=self._on_upload).props("accept=image/*").classes("hidden").mark("upload")
+            # A picture dropped anywhere on the page goes to that uploader (and so to _on_upload).
+            ui.add_body_html(DROP_ANYWHERE_JS.replace("UPLOAD_ID", str(upload.id)))
             with ui.row().classes("w-full gap-2 no-wrap"):
                 ui.button(icon="add_photo_alternate", on_click=lambda: upload.run_method("pickFiles")) \
                     .props('outline size=lg aria-label="Edit an image of your own"').mark("upload-button") \
@@ -430,6 +461,7 @@ class GeneratePage:
     # -- editing ---------------------------------------------------------------------------------
     def start_edit(self, image: Image.Image, png: bytes, source_image_id: str | None = None) -> None:
         """Edit ``image`` (``png`` is the same picture, for the preview; ``source_image_id`` its gallery id)."""
+        self.found_settings.visible = False
         if self.choice().spec.edit_pipeline_class is None:
             ui.notify("This model can't edit images; pick another one.", type="warning")
         self.edit_image, self.edit_png, self.edit_source_id = image, png, source_image_id
@@ -441,12 +473,15 @@ class GeneratePage:
 
     def clear_edit(self) -> None:
         self.edit_image = self.edit_png = self.edit_source_id = None
+        self.found_settings.visible = False
         self.edit_panel.visible = False
         self.generate_button.text = "Generate"
         self.generate_button.props("icon=auto_awesome")
         self._on_size_change()
 
     async def _on_upload(self, event) -> None:
+        """A picture picked or dropped anywhere on the page: to edit; and if it carries generation settings (ours,
+        or AUTOMATIC1111's), an offer to load them."""
         data = await event.file.read()
         try:
             image, png = await off_loop(decode_upload, data)
@@ -456,6 +491,36 @@ class GeneratePage:
         finally:
             event.sender.reset()
         self.start_edit(image, png)
+        self.settings_found = settings_of(image)
+        self.found_settings.visible = self.settings_found is not None
+        if self.settings_found:
+            made_by = "this studio" if self.settings_found["source"] == "image-studio" else "AUTOMATIC1111"
+            self.found_settings_text.text = (f"Made with {made_by}: "
+                                             f"“{self.settings_found['prompt'][:80]}”")
+
+    def load_found_settings(self) -> None:
+        found = self.settings_found or {}
+        self.prompt.value = found.get("prompt", self.prompt.value)
+        self.negative.value = found.get("negative_prompt", "")
+        if found.get("model") in self.choices and self.choices[found["model"]].usable:
+            self.model.value = found["model"]  # resets the model's settings: the picture's come after
+        if found.get("width") and found.get("height"):
+            self.size.value = "custom"
+            self.width.value, self.height.value = found["width"], found["height"]
+        if isinstance(found.get("steps"), int):
+            self.steps.value = max(1, min(MAX_STEPS, found["steps"]))
+        if isinstance(found.get("guidance_scale"), (int, float)):
+            self.guidance.value = found["guidance_scale"]
+        if takes_samplers(self.choice().spec) and found.get("sampler") in {s.name for s in SAMPLERS}:
+            self.sampler.value = found["sampler"]
+            if found.get("scheduler") in {s.name for s in SCHEDULES}:
+                self.schedule.value = found["scheduler"]
+        if isinstance(found.get("seed"), int):
+            self.set_seed(found["seed"])
+            self.set_seed_lock(True)
+        self._on_size_change()
+        self.found_settings.visible = False
+        ui.notify("The picture's settings are loaded; the seed is locked.", type="positive")
 
     # -- generating ------------------------------------------------------------------------------
     async def _planned_run(self) -> actions.GenerationRun | None:

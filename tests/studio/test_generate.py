@@ -370,3 +370,28 @@ async def test_guidance_and_sampler_run_and_are_remembered_per_model(user, engin
     set_value(user, "model", "tiny-sd")  # tiny-sd's settings come back
     assert (value_of(user, "guidance"), value_of(user, "sampler"), value_of(user, "schedule")) == (
         3.5, "DPM++ 2M", "karras")
+
+
+async def test_a_dropped_png_with_settings_offers_to_load_them(user, engine, member_account):
+    import io
+
+    from nicegui import ui
+    from nicegui.elements.upload_files import SmallFileUpload
+    from PIL import Image, PngImagePlugin
+
+    await sign_in(user, USER_EMAIL)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a castle on a hill\nNegative prompt: blurry\n"
+                                "Steps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 4242, Size: 320x256, Model: tiny-sd")
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 256), "teal").save(buffer, format="PNG", pnginfo=info)
+    (upload,) = user.find(kind=ui.upload).elements  # where a drop anywhere on the page goes
+    await upload.handle_uploads([SmallFileUpload(name="a1111.png", content_type="image/png", _data=buffer.getvalue())])
+    await user.should_see(content="Made with AUTOMATIC1111: “a castle on a hill”", retries=20)
+    user.find(marker="load-settings").click()
+    await user.should_see("The picture's settings are loaded; the seed is locked.")
+    assert (value_of(user, "prompt"), value_of(user, "negative-prompt"), value_of(user, "model")) == (
+        "a castle on a hill", "blurry", "tiny-sd")
+    assert (value_of(user, "steps"), value_of(user, "seed"), value_of(user, "guidance")) == (12, 4242, 6.5)
+    assert (value_of(user, "sampler"), value_of(user, "width"), value_of(user, "height")) == ("Euler a", 320, 256)
+    await user.should_see(marker="edit-source")  # and it is there to edit
