@@ -1,5 +1,4 @@
 import requests
-
 url = 'https://app.apimage.org/api/v1/image-studio'
 headers = {
 'Authorization': 'Bearer sk_your_api_key',
