@@ -39,7 +39,14 @@ from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
 from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
-from engine.generation.params import GenerationParams, ResolvedParams, check_edit_inputs, check_inputs, steps_for_edit
+from engine.generation.params import (
+    GenerationParams,
+    ResolvedParams,
+    check_edit_inputs,
+    check_inputs,
+    steps_for_edit,
+    upscaled,
+)
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.generation.worker import LocalWorker, Task
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
@@ -284,6 +291,12 @@ class ImageEngine:
                                 run=lambda task: self.jobs.run_edit(task, job, init_images, strength, mask))
         return self._submit(user, kind, resolved.as_dict(), batch_key=resolved.batch_key(),
                             run_batch=self.jobs.run_generation_batch, payload=job)
+
+    def upscale_params(self, params: ResolvedParams, factor: float = 2.0) -> ResolvedParams:
+        """An upscale ("hires fix") of an image made with ``params``: the same prompt, model and seed at ``factor``
+        times the size, run as an edit (kind ``upscale``) of the image resized with ``upscale_input`` at
+        ``UPSCALE_STRENGTH``; it works with any model. Raises when the model can't make it bigger."""
+        return upscaled(params, self.catalog.get(params.model), factor)
 
     def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
         job = Job(user_id=user.id, kind=kind, params=params, process_id=self.identity.id,

@@ -72,13 +72,15 @@ class GenerationRun:
     """One click of Generate: ``count`` images, one job each, admitted and settled together."""
 
     def __init__(self, engine: ImageEngine, user: User, params: list[ResolvedParams], *,
-                 init_image: Image.Image | None = None, strength: float = 0.6, source_image_id: str | None = None):
+                 init_image: Image.Image | None = None, strength: float = 0.6, source_image_id: str | None = None,
+                 kind: str | None = None):
         self.engine = engine
         self.user = user
         self.params = params
         self.init_image = init_image
         self.strength = strength
         self.source_image_id = source_image_id
+        self._kind = kind  # "upscale"; otherwise generate or edit, by whether there is an image
         self.costs = [generation_credits(engine.catalog.get(p.model), p.width, p.height) for p in params]
         self.tasks: list[Task] = []
         self.errors: list[EngineError] = []
@@ -86,7 +88,7 @@ class GenerationRun:
 
     @property
     def kind(self) -> str:
-        return "generate" if self.init_image is None else "edit"
+        return self._kind or ("generate" if self.init_image is None else "edit")
 
     def progress(self) -> Progress:
         """Every image's own progress: images the worker runs as one batch advance together."""

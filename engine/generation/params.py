@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import secrets
@@ -221,6 +222,27 @@ def check_edit_inputs(spec: ModelSpec, init_images: list[Image.Image] | None, ma
     if len(init_images) > 1 and (mask is not None or not spec.multi_reference):
         raise InvalidRequest(f"model '{spec.slug}' edits one image at a time (several reference images need a "
                              f"FLUX.2 model, without a mask); {len(init_images)} were sent", field="image")
+
+
+UPSCALE_STRENGTH = 0.35  # a hires-fix pass: new detail at the new size, the picture itself kept
+
+
+def upscaled(params: ResolvedParams, spec: ModelSpec, factor: float) -> ResolvedParams:
+    """The parameters of an upscale ("hires fix") of an image made with ``params``: the same prompt, model and seed
+    at ``factor`` times the size, fitted to the model's limits and multiples (refused when it can't grow)."""
+    if not 1 < factor <= 4:
+        raise InvalidRequest("the upscale factor is more than 1 and at most 4", field="factor")
+    scale = min(factor, spec.max_size / max(params.width, params.height))
+    width, height = _round_size(int(params.width * scale), spec), _round_size(int(params.height * scale), spec)
+    if width <= params.width and height <= params.height:
+        raise InvalidRequest(f"{params.width}×{params.height} is already the largest size {spec.name} makes "
+                             f"({spec.max_size} px)", field="factor")
+    return dataclasses.replace(params, width=width, height=height, warnings=())
+
+
+def upscale_input(image: Image.Image, params: ResolvedParams) -> Image.Image:
+    """The picture at the upscaled size, resized with Lanczos: what the hires-fix pass starts from."""
+    return image.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
 
 
 def steps_for_edit(steps: int, strength: float) -> int:

@@ -21,11 +21,13 @@ from engine.generation.params import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
     MAX_STEPS,
+    UPSCALE_STRENGTH,
     GenerationParams,
     ResolvedParams,
     check_inputs,
     size_for_aspect,
     size_like,
+    upscale_input,
 )
 from engine.generation.png import data_url
 from engine.generation.samplers import SAMPLER_FAMILIES, SAMPLERS, SCHEDULES, choose_sampler, replace_sampler
@@ -583,6 +585,33 @@ class GeneratePage:
         if run is None:
             return
         background_tasks.create(self.save_draft())
+        await self._execute(run)
+
+    async def upscale(self, result: GenerationResult) -> None:
+        """Twice the size: a Lanczos resize, then a low-strength pass of the same model, prompt and seed."""
+        if self.run is not None or self.starting:
+            return
+        user = await self.guard.user()
+        if user is None:
+            return
+        self.starting = True
+        try:
+            def plan() -> actions.GenerationRun:
+                bigger = self.engine.upscale_params(result.params)
+                start = upscale_input(decode_png(result.png), bigger)
+                return actions.GenerationRun(self.engine, user, [bigger], init_image=start, strength=UPSCALE_STRENGTH,
+                                             source_image_id=result.image_id if result.stored else None,
+                                             kind="upscale")
+
+            run = await off_loop(plan)
+        except EngineError as exc:
+            ui.notify(exc.message, type="warning")
+            return
+        finally:
+            self.starting = False
+        await self._execute(run)
+
+    async def _execute(self, run: actions.GenerationRun) -> None:
         self.run = run
         self._set_busy(True)
         timer = ui.timer(0.1, self._show_progress)
@@ -735,6 +764,7 @@ class GeneratePage:
                                ("tag", "Copy seed", lambda: self._copy_seed(p.seed), "copy-seed")]
                     if not transparent:
                         buttons.append(("replay", "Reuse settings", lambda: self.reuse_result(result), "reuse"))
+                        buttons.append(("zoom_out_map", "Upscale ×2", lambda: self.upscale(result), "upscale"))
                     if not transparent and self.can_cut_out:  # offered only where its model file is
                         buttons.append(("content_cut", "Remove background", lambda: self.remove_background(result),
                                         "remove-bg"))

@@ -98,3 +98,18 @@ def test_aspect_ratios_keep_the_native_area_within_limits():
     assert size_for_aspect(SPECS["dreamshaper-8-lcm"], "2:3") == (416, 624)
     with pytest.raises(InvalidRequest):
         size_for_aspect(SPECS["flux-schnell"], "7:5")
+
+
+def test_an_upscale_doubles_within_the_models_limits_and_refuses_what_cannot_grow():
+    from engine.generation.params import upscaled
+
+    spec = SPECS["tiny-flux"]  # multiples of 16, up to 1024
+    small = check_inputs(GenerationParams(prompt="x", model="tiny-flux", width=400, height=304, seed=9), spec)
+    bigger = upscaled(small, spec, 2)
+    assert (bigger.width, bigger.height, bigger.seed, bigger.prompt) == (800, 608, 9, "x")
+    capped = upscaled(check_inputs(GenerationParams(prompt="x", width=768, height=512), spec), spec, 2)
+    assert (capped.width, capped.height) == (1024, 688)  # the long side at the model's maximum, the shape kept
+    with pytest.raises(InvalidRequest, match="already the largest"):
+        upscaled(check_inputs(GenerationParams(prompt="x", width=1024, height=1024), spec), spec, 2)
+    with pytest.raises(InvalidRequest, match="factor"):
+        upscaled(small, spec, 1)

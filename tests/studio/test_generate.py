@@ -395,3 +395,17 @@ async def test_a_dropped_png_with_settings_offers_to_load_them(user, engine, mem
     assert (value_of(user, "steps"), value_of(user, "seed"), value_of(user, "guidance")) == (12, 4242, 6.5)
     assert (value_of(user, "sampler"), value_of(user, "width"), value_of(user, "height")) == ("Euler a", 320, 256)
     await user.should_see(marker="edit-source")  # and it is there to edit
+
+
+async def test_upscale_a_result_twice_the_size_recorded_like_a_generation(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    await generate(user, "a small house")
+    (small,) = images_of(engine, member_account.id)
+    user.find(marker="upscale").click()
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 60)
+    big = images_of(engine, member_account.id)[-1]
+    assert (big.kind, big.width, big.height, big.seed, big.prompt) == ("upscale", 512, 512, small.seed, small.prompt)
+    assert big.source_image_id == small.id and big.strength == 0.35
+    await user.should_see(content="upscale · tiny-sd · 512×512")
+    assert engine.meter.usage(member_account.workspace_id)["counts"]["day"][0] == 2  # metered like any image
