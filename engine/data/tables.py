@@ -127,6 +127,9 @@ class ImageRecord(SQLModel, table=True):
     # An edit's context: how strongly it changed its source, and the source when that is an image of the gallery.
     strength: float | None = None
     source_image_id: str | None = Field(default=None, max_length=64)
+    # The owner's own order: a star, and one board (a named collection) per image.
+    favorite: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    board: str | None = Field(default=None, max_length=64, index=True)
     file_path: str | None = None
     bytes: int = 0
     duration_ms: int = 0

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import time
+import zipfile
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.data.db import read_scope, session_scope
 from engine.data.tables import ImageRecord
-from engine.errors import NotFound
+from engine.errors import InvalidRequest, NotFound
 from engine.storage.files import ImageStore
 
 
@@ -21,8 +23,12 @@ class Gallery:
         self.store = store
 
     def list(self, user_id: str, *, query: str | None = None, model: str | None = None, limit: int = 24,
-             offset: int = 0) -> tuple[list[ImageRecord], int]:
+             offset: int = 0, favorites: bool = False, board: str | None = None) -> tuple[list[ImageRecord], int]:
         conditions = [ImageRecord.user_id == user_id, col(ImageRecord.file_path).is_not(None)]
+        if favorites:
+            conditions.append(col(ImageRecord.favorite).is_(True))
+        if board:
+            conditions.append(ImageRecord.board == board)
         if query:
             escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             conditions.append(col(ImageRecord.prompt).ilike(f"%{escaped}%", escape="\\"))
@@ -56,6 +62,48 @@ class Gallery:
             session.commit()
         # The record goes first: a crash in between leaves an orphan file, never a record without one.
         self.store.delete(record.file_path)
+
+    def set_favorite(self, image_ids: list[str], user_id: str, favorite: bool) -> int:
+        """Star (or unstar) the user's images; returns how many were theirs."""
+        return self._update(image_ids, user_id, favorite=bool(favorite))
+
+    def set_board(self, image_ids: list[str], user_id: str, board: str | None) -> int:
+        """Put the user's images on a board (None or "": on none); returns how many were theirs."""
+        name = " ".join((board or "").split())
+        if len(name) > 64:
+            raise InvalidRequest("a board's name is 64 characters at most", field="board")
+        return self._update(image_ids, user_id, board=name or None)
+
+    def _update(self, image_ids: list[str], user_id: str, **values) -> int:
+        if not image_ids:
+            return 0
+        with session_scope(self._db) as session:
+            rows = session.exec(select(ImageRecord).where(col(ImageRecord.id).in_(image_ids),
+                                                          ImageRecord.user_id == user_id)).all()
+            for row in rows:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                session.add(row)
+            session.commit()
+        return len(rows)
+
+    def boards(self, user_id: str) -> list[str]:
+        with read_scope(self._db) as session:
+            return sorted(session.exec(select(ImageRecord.board).distinct().where(
+                ImageRecord.user_id == user_id, col(ImageRecord.board).is_not(None),
+                col(ImageRecord.file_path).is_not(None))).all())
+
+    def zip_of(self, image_ids: list[str], user_id: str) -> bytes:
+        """The user's images as one zip of PNGs (others' ids and missing files are left out)."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are compressed
+            for image_id in dict.fromkeys(image_ids):
+                try:
+                    record = self.get(image_id, user_id)
+                    archive.writestr(f"{record.id}.png", self.read(record))
+                except NotFound:
+                    continue
+        return buffer.getvalue()
 
     def models_used(self, user_id: str) -> list[str]:
         """The models of a user's stored images (the gallery's filter)."""

@@ -104,3 +104,60 @@ async def test_a_plan_without_storage_explains_the_empty_gallery(user, engine, a
         create_account(session, "free@example.com", "correct horse battery", plan_slug="free")
     await sign_in(user, "free@example.com", path="/login?next=/gallery")
     await user.should_see(content="Storage is off for your plan")
+
+
+async def test_stars_boards_and_the_favourites_filter(user, engine, member_account):
+    fox = stored(engine, member_account, "a red fox")
+    stored(engine, member_account, "a blue whale")
+    await sign_in(user, USER_EMAIL, path="/login?next=/gallery")
+    await user.should_see(content="2 images")
+    user.find(marker=f"star-{fox}").click()
+    await eventually(lambda: engine.gallery.get(fox, member_account.id).favorite)
+    user.find(marker="favorites-filter").click()
+    await user.should_see(content="1 image")
+    await user.should_see(content="a red fox")
+
+
+async def test_select_several_to_board_zip_and_delete(user, engine, member_account):
+    import io
+    import zipfile
+
+    ids = [stored(engine, member_account, f"picture {n}", seed=n) for n in range(3)]
+    await sign_in(user, USER_EMAIL, path="/login?next=/gallery")
+    user.find(marker="select-mode").click()
+    await user.should_see("Click images to select them")
+    for image_id in ids[:2]:
+        user.find(marker=f"item-{image_id}").click()  # in this mode a click on a tile selects it
+    await user.should_see("2 selected")
+
+    user.find(marker="bulk-board").click()
+    user.find(marker="board-name").type("Client A")
+    user.find(marker="save-board").click()
+    await user.should_see("2 images on “Client A”.")
+    assert [engine.gallery.get(i, member_account.id).board for i in ids] == ["Client A", "Client A", None]
+    set_value(user, "board-filter", "Client A")
+    await user.should_see(content="2 images")
+
+    user.find(marker="bulk-zip").click()
+    archive = zipfile.ZipFile(io.BytesIO((await user.download.next()).content))
+    assert sorted(archive.namelist()) == sorted(f"{i}.png" for i in ids[:2])
+
+    user.find(marker="bulk-delete").click()
+    user.find(marker="confirm-bulk-delete").click()
+    await user.should_see("Deleted 2 images.")
+    assert engine.gallery.list(member_account.id)[1] == 1
+
+
+async def test_the_detail_steps_to_the_previous_and_next_image(user, engine, member_account):
+    older = stored(engine, member_account, "the older one", seed=1)
+    newer = stored(engine, member_account, "the newer one", seed=2)
+    await sign_in(user, USER_EMAIL, path="/login?next=/gallery")
+    user.find(marker=f"item-{newer}").click()
+    await user.should_see(marker="detail", retries=20)
+    with user.scope(marker="parameters"):
+        await user.should_see(content="the newer one")
+    user.find(marker="detail-next").click()  # the arrow keys do the same (a keyboard listener in the dialog)
+    await user.should_see(content=older, retries=20)
+    assert count(user, "detail") == 1  # the dialog shows the next image, not a second dialog
+    user.find(marker="detail-previous").click()
+    await user.should_see(content=newer, retries=20)
