@@ -148,6 +148,7 @@ class GeneratePage:
         self.edit_png: bytes | None = None
         # This visit's edits: their source pictures, so that Reuse brings an edit back as an edit.
         self.edit_sources: dict[str, tuple[Image.Image, bytes, str | None]] = {}
+        self.batch_jobs: set[str] = set()  # the jobs of the last run
         self.results: list[tuple[GenerationResult, int | None]] = [(result, None) for result in recent or []]
         with ui.element("div").classes("grid grid-cols-1 lg:grid-cols-[minmax(340px,420px)_1fr] gap-5 w-full"):
             with ui.column().classes("gap-5 w-full min-w-0"):
@@ -613,6 +614,7 @@ class GeneratePage:
 
     async def _execute(self, run: actions.GenerationRun) -> None:
         self.run = run
+        self.batch_jobs = set()  # filled as the run's images arrive: they are shown side by side
         self._set_busy(True)
         timer = ui.timer(0.1, self._show_progress)
         try:
@@ -672,6 +674,8 @@ class GeneratePage:
     def _add_result(self, result: GenerationResult, credits: int) -> None:
         if result.kind == "edit" and self.edit_image is not None:
             self.edit_sources[result.image_id] = (self.edit_image, self.edit_png, self.edit_source_id)
+        if self.run is not None and any(task.id == result.job_id for task in self.run.tasks):
+            self.batch_jobs.add(result.job_id)
         self.results.insert(0, (result, credits))
         del self.results[12:]  # the gallery keeps the rest; the page stays light
         if not self.closed:
@@ -687,11 +691,21 @@ class GeneratePage:
                     empty_state("auto_awesome", "Your images appear here",
                                 "Write a prompt, or open the prompt builder for a head start, then press Generate.")
                 return
-            self._result_card(*self.results[0])
-            if len(self.results) > 1:
+            # The images of the last run side by side, to compare; one image large.
+            batch = 0
+            while batch < len(self.results) and self.results[batch][0].job_id in self.batch_jobs:
+                batch += 1
+            if batch > 1:
+                with ui.element("div").classes("grid grid-cols-1 sm:grid-cols-2 gap-4 w-full").mark("batch-grid"):
+                    for result, credits in self.results[:batch]:
+                        self._result_card(result, credits)
+            else:
+                batch = 1
+                self._result_card(*self.results[0])
+            if len(self.results) > batch:
                 ui.label("Earlier").classes("text-sm font-semibold studio-muted -mb-2")
                 with ui.element("div").classes("grid grid-cols-3 md:grid-cols-4 xl:grid-cols-6 gap-3 w-full"):
-                    for index, (result, _) in enumerate(self.results[1:], start=1):
+                    for index, (result, _) in enumerate(self.results[batch:], start=batch):
                         with ui.element("div").classes("studio-card studio-thumb overflow-hidden cursor-pointer") \
                                 .on("click", lambda i=index: self._bring_up(i)).mark("earlier-result") \
                                 .props("data-testid=earlier-result"):
@@ -739,6 +753,7 @@ class GeneratePage:
         self._on_size_change()
 
     def _bring_up(self, index: int) -> None:
+        self.batch_jobs = set()  # one picture brought up: shown large, alone
         self.results.insert(0, self.results.pop(index))
         self._render_results()
 
