@@ -154,7 +154,8 @@ class JobRunner:
                         task.preview_source = functools.cache(functools.partial(latent_preview, one.detach().clone(),
                                                                                 loaded.spec))
 
-            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents)
+            images = run_pipeline(loaded.pipe, loaded.spec, params, on_step=on_step, on_latents=on_latents,
+                                  should_stop=lambda: all(task.cancelled for task in live))
         except BaseException as exc:
             for task in live:
                 task.finish(error=self.failed(task, exc))
@@ -182,7 +183,7 @@ class JobRunner:
 
             pipe = loaded.inpaint_pipe() if mask is not None else loaded.edit_pipe()
             image = run_pipeline(pipe, loaded.spec, [job.params], on_step=on_step, init_images=init_images,
-                                 strength=strength, mask=mask)[0]
+                                 strength=strength, mask=mask, should_stop=lambda: task.cancelled)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")
             return self.complete(task, job, encode_png(image, job.params, job.png_extra()), started)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Annotated
@@ -16,7 +18,7 @@ from PIL import Image
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from engine.errors import InvalidRequest, ModelUnavailable
+from engine.errors import InvalidRequest, JobCancelled, ModelUnavailable
 from engine.generation import png
 from engine.generation.catalog import ModelSpec
 from engine.generation.samplers import with_sampler
@@ -256,12 +258,14 @@ def steps_for_edit(steps: int, strength: float) -> int:
 
 def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: StepCallback | None = None,
                  init_images: list[Image.Image] | None = None, strength: float = 0.6,
-                 on_latents: LatentsCallback | None = None, mask: Image.Image | None = None) -> list[Image.Image]:
+                 on_latents: LatentsCallback | None = None, mask: Image.Image | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
     """One pipeline call for one or more compatible requests, each with its own seed.
 
     ``init_images``: an edit (one image per request, or FLUX.2's reference images); with ``mask`` (white is
-    repainted, black kept) on an inpaint pipeline. Noise comes from CPU generators, so a seed gives the same
-    picture on any device.
+    repainted, black kept) on an inpaint pipeline. ``should_stop``: true once nobody wants the result any more;
+    checked before each block of the denoiser, so a cancel ends even a long step within a fraction of it
+    (JobCancelled). Noise comes from CPU generators, so a seed gives the same picture on any device.
     """
     first = batch[0]
     assert all(p.batch_key() == first.batch_key() for p in batch), "batch mixes incompatible requests"
@@ -302,8 +306,39 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = callback
-    with torch.inference_mode():
+    with torch.inference_mode(), _stoppable(pipe, should_stop):
         return list(pipe(**kwargs).images)
+
+
+@contextlib.contextmanager
+def _stoppable(pipe, should_stop: Callable[[], bool] | None):
+    """For the length of one call, a check before each block of the pipeline's denoiser (UNet or transformer) that
+    ends the call at once when ``should_stop()``. Only the calling thread is stopped: the worker runs one pipeline
+    call at a time, and another thread sharing these modules (none today) would not be."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if should_stop is None or denoiser is None:
+        yield
+        return
+    caller = threading.get_ident()
+
+    def check(_module, _inputs):
+        if threading.get_ident() == caller and should_stop():
+            raise JobCancelled("the job was cancelled")
+
+    blocks = [block for name in ("down_blocks", "mid_block", "up_blocks", "transformer_blocks",
+                                 "single_transformer_blocks") for block in _as_list(getattr(denoiser, name, None))]
+    handles = [block.register_forward_pre_hook(check) for block in blocks or list(denoiser.children())]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _as_list(blocks) -> list:
+    if blocks is None:
+        return []
+    return list(blocks) if isinstance(blocks, torch.nn.ModuleList) else [blocks]
 
 
 def _call_parameters(pipe) -> set[str]:
