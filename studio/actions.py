@@ -73,14 +73,15 @@ class GenerationRun:
 
     def __init__(self, engine: ImageEngine, user: User, params: list[ResolvedParams], *,
                  init_image: Image.Image | None = None, strength: float = 0.6, source_image_id: str | None = None,
-                 kind: str | None = None):
+                 kind: str | None = None, mask: Image.Image | None = None):
         self.engine = engine
         self.user = user
         self.params = params
         self.init_image = init_image
         self.strength = strength
         self.source_image_id = source_image_id
-        self._kind = kind  # "upscale"; otherwise generate or edit, by whether there is an image
+        self._kind = kind  # "upscale"; otherwise generate, edit or inpaint, by the image and mask
+        self.mask = mask  # white = repainted (inpainting)
         self.costs = [generation_credits(engine.catalog.get(p.model), p.width, p.height) for p in params]
         self.tasks: list[Task] = []
         self.errors: list[EngineError] = []
@@ -88,7 +89,9 @@ class GenerationRun:
 
     @property
     def kind(self) -> str:
-        return self._kind or ("generate" if self.init_image is None else "edit")
+        if self._kind:
+            return self._kind
+        return "generate" if self.init_image is None else "inpaint" if self.mask is not None else "edit"
 
     def progress(self) -> Progress:
         """Every image's own progress: images the worker runs as one batch advance together."""
@@ -122,7 +125,7 @@ class GenerationRun:
                     task = await asyncio.to_thread(
                         self.engine.submit_generation, self.user, params, store=storage["store"], kind=self.kind,
                         init_image=self.init_image, strength=self.strength, charge_id=admission.charge_id, cost=cost,
-                        source_image_id=self.source_image_id)
+                        source_image_id=self.source_image_id, mask=self.mask)
                     self.tasks.append(task)
                     if self.cancelled:  # cancelled while this one was being queued
                         await asyncio.to_thread(self._cancel_jobs, [task])

@@ -36,6 +36,7 @@ from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
 from studio import actions, auth
 from studio.layout import card, frame
 from studio.offload import off_loop
+from studio.mask import MaskPainter
 from studio.queue import QueuePanel
 from studio.widgets import SIZE_CHOICES, ModelChoice, default_model, empty_state, model_choices, state_chip
 
@@ -48,6 +49,7 @@ MAX_COUNT = 4
 
 RECENT_RESULTS = 12  # shown again after a reload or a restart
 DEFAULT_SAMPLER = ""  # the model's own scheduler
+EDIT_KINDS = ("edit", "inpaint")  # results made from a picture: Reuse brings the picture back (not a painted mask)
 DROP_ANYWHERE_JS = """<script>
 (() => {
   const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
@@ -256,8 +258,11 @@ class GeneratePage:
                         ui.label("Editing an image").classes("font-medium")
                         ui.label("The prompt describes the change. Lower strength keeps more of the original.") \
                             .classes("text-xs studio-muted")
-                    ui.button(icon="close", on_click=self.clear_edit).props('flat round dense aria-label="Stop editing"').mark("clear-edit") \
-                        .tooltip("Stop editing")
+                    ui.button(icon="close", on_click=self.clear_edit) \
+                        .props('flat round dense aria-label="Stop editing"').mark("clear-edit").tooltip("Stop editing")
+                self.paint_mask = ui.switch("Paint a mask (inpaint)", on_change=self._on_paint_toggle) \
+                    .mark("paint-mask")
+                self.painter = MaskPainter()
                 with ui.row().classes("w-full items-center gap-3 no-wrap"):
                     ui.label("Strength").classes("text-sm shrink-0").mark("strength-label")
                     self.strength = ui.slider(min=0.1, max=1.0, step=0.05, value=0.6) \
@@ -468,14 +473,27 @@ class GeneratePage:
         if self.choice().spec.edit_pipeline_class is None:
             ui.notify("This model can't edit images; pick another one.", type="warning")
         self.edit_image, self.edit_png, self.edit_source_id = image, png, source_image_id
+        self.paint_mask.value = False
+        self.painter.hide()
         self.edit_preview.set_source(data_url(png))
         self.edit_panel.visible = True
         self.generate_button.text = "Edit image"
         self.generate_button.props("icon=brush")
         self._on_size_change()
 
+    def _on_paint_toggle(self, event) -> None:
+        if event.value and self.edit_image is not None:
+            self.painter.show(data_url(self.edit_png), self.edit_image.size)
+            if self.choice().spec.inpaint_pipeline_class is None:
+                ui.notify(f"{self.choice().spec.name} has no inpainting pipeline: pick an SD, SDXL or FLUX.1 model.",
+                          type="warning")
+        else:
+            self.painter.hide()
+
     def clear_edit(self) -> None:
         self.edit_image = self.edit_png = self.edit_source_id = None
+        self.paint_mask.value = False
+        self.painter.hide()
         self.found_settings.visible = False
         self.edit_panel.visible = False
         self.generate_button.text = "Generate"
@@ -542,12 +560,13 @@ class GeneratePage:
             planned = self.planned_params()
             # The form is read here, on the loop.
             init_image, strength, source = self.edit_image, float(self.strength.value), self.edit_source_id
+            mask = self.painter.mask() if init_image is not None else None
             sampler, schedule = self.chosen_sampler()
             self.remember_model_settings()
             # Resolving the model (aliases, custom models) and pricing it read the database: off the loop.
             return await off_loop(lambda: actions.GenerationRun(
                 self.engine, user, prepare_all(self.engine, planned, sampler, schedule), init_image=init_image,
-                strength=strength, source_image_id=source))
+                strength=strength, source_image_id=source, mask=mask))
         except ValidationError as exc:
             error = exc.errors()[0]
             ui.notify(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", type="negative")
@@ -672,7 +691,7 @@ class GeneratePage:
         return self.results_box.is_deleted
 
     def _add_result(self, result: GenerationResult, credits: int) -> None:
-        if result.kind == "edit" and self.edit_image is not None:
+        if result.kind in EDIT_KINDS and self.edit_image is not None:
             self.edit_sources[result.image_id] = (self.edit_image, self.edit_png, self.edit_source_id)
         if self.run is not None and any(task.id == result.job_id for task in self.run.tasks):
             self.batch_jobs.add(result.job_id)
@@ -809,7 +828,7 @@ class GeneratePage:
     def reuse_result(self, result: GenerationResult) -> None:
         """Reuse a result of this visit; an edit comes back as an edit of the same picture at the same strength."""
         self.reuse(result.params)
-        if result.kind != "edit":
+        if result.kind not in EDIT_KINDS:
             self.clear_edit()
             return
         source = self.edit_sources.get(result.image_id)
@@ -829,7 +848,7 @@ class GeneratePage:
             ui.notify("That image is not in your gallery.", type="warning")
             return
         self.reuse(record.model_dump())
-        if record.kind == "edit":
+        if record.kind in EDIT_KINDS:
             source = await self._gallery_source(record.source_image_id) if record.source_image_id else None
             self._restore_edit(source, record.strength)
 

@@ -410,3 +410,35 @@ async def test_upscale_a_result_twice_the_size_recorded_like_a_generation(user, 
     assert big.source_image_id == small.id and big.strength == 0.35
     await user.should_see(content="upscale · tiny-sd · 512×512")
     assert engine.meter.usage(member_account.workspace_id)["counts"]["day"][0] == 2  # metered like any image
+
+
+def test_a_painted_mask_is_white_where_painted_and_inverts():
+    from studio.mask import mask_from_strokes
+
+    mask = mask_from_strokes((100, 50), [(10, [(20.0, 25.0), (60.0, 25.0)])])
+    assert mask.getpixel((40, 25)) == 255 and mask.getpixel((40, 5)) == 0 and mask.getpixel((16, 25)) == 255
+    inverted = mask_from_strokes((100, 50), [(10, [(20.0, 25.0)])], invert=True)
+    assert inverted.getpixel((20, 25)) == 0 and inverted.getpixel((90, 45)) == 255
+
+
+async def test_paint_a_mask_and_inpaint(user, engine, member_account):
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")
+    await generate(user, "a room with a window")
+    user.find(marker="edit").click()
+    await user.should_see(marker="paint-mask")
+    user.find(marker="paint-mask").click()
+    await user.should_see(marker="mask-canvas")
+    canvas = user.find(marker="mask-canvas")
+    canvas.trigger("mouse", {"mouse_event_type": "mousedown", "image_x": 160, "image_y": 100})
+    canvas.trigger("mouse", {"mouse_event_type": "mousemove", "image_x": 220, "image_y": 120})
+    canvas.trigger("mouse", {"mouse_event_type": "mouseup", "image_x": 220, "image_y": 120})
+    await user.should_see(content="1 stroke painted: that area is repainted.")
+    (image,) = canvas.elements
+    assert "<polyline" in image.content  # the stroke drawn over the picture
+    user.find(marker="prompt").clear().type("a round window")
+    user.find(marker="generate").click()
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 30)
+    inpainted = images_of(engine, member_account.id)[-1]
+    assert inpainted.kind == "inpaint" and inpainted.source_image_id == images_of(engine, member_account.id)[0].id
+    await user.should_see(content="inpaint · tiny-sd")
