@@ -41,16 +41,18 @@ class ActiveJob:
     prompt: str = ""
     model: str = ""
     ahead: int = 0  # queued: how many jobs (anyone's) wait or run before it
+    user_id: str = ""
 
 
-def active_jobs(engine: ImageEngine, user_id: str) -> list[ActiveJob]:
-    """The user's queued and running generation jobs, oldest first. A job whose process stopped vouching for it
-    (its lease ran out) is not counted: it is failed by the next recovery."""
+def active_jobs(engine: ImageEngine, user_id: str | None) -> list[ActiveJob]:
+    """The user's queued and running generation jobs (None: everyone's, for admins), oldest first. A job whose
+    process stopped vouching for it (its lease ran out) is not counted: it is failed by the next recovery."""
+    query = select(Job).where(col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                              col(Job.kind).not_in(_NOT_GENERATION), Job.lease_expires_at > utcnow())
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
     with read_scope(engine.db) as session:
-        rows = session.exec(select(Job).where(
-            Job.user_id == user_id, col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-            col(Job.kind).not_in(_NOT_GENERATION), Job.lease_expires_at > utcnow())
-            .order_by(col(Job.created_at))).all()
+        rows = session.exec(query.order_by(col(Job.created_at))).all()
     jobs = []
     for row in rows:
         task = engine.worker.get(row.id)
@@ -64,7 +66,7 @@ def active_jobs(engine: ImageEngine, user_id: str) -> list[ActiveJob]:
         total = total or int(row.params.get("steps") or 0)
         jobs.append(ActiveJob(job_id=row.id, status=status, step=step, total=total, created_at=row.created_at,
                               started_at=row.started_at, preview=preview, prompt=str(row.params.get("prompt", "")),
-                              model=str(row.params.get("model", ""))))
+                              model=str(row.params.get("model", "")), user_id=row.user_id or ""))
     return jobs
 
 

@@ -25,6 +25,7 @@ from engine.tools.prompts import PROVIDERS
 from studio import auth
 from studio.layout import avatar, card, frame
 from studio.offload import off_loop
+from studio.queue import QueuePanel
 from studio.widgets import ModelChoice, model_choices, size_text, state_chip
 
 ORIGIN = re.compile(r"^https?://[^/\s]+$")
@@ -41,7 +42,7 @@ def register(engine: ImageEngine) -> None:
         if user is None:
             return
         data = await off_loop(admin_data, engine)  # everything the tabs show first, read before building them
-        with frame(user, "/admin", "Admin", "People, plans, models and server settings."):
+        with frame(user, "/admin", "Admin", "People, plans, models, server settings and the queue."):
             guard = auth.Guard(engine, user, admin=True)
             tabs = ui.tabs().props("dense align=left no-caps inline-label mobile-arrows outside-arrows") \
                 .classes("w-full")
@@ -50,6 +51,7 @@ def register(engine: ImageEngine) -> None:
                 ui.tab("plans", "Plans", icon="workspace_premium").mark("tab-plans")
                 ui.tab("models", "Models", icon="memory").mark("tab-models").props("data-testid=tab-models")
                 ui.tab("server", "Server", icon="settings").mark("tab-server")
+                ui.tab("queue", "Queue", icon="queue").mark("tab-queue")
             with ui.tab_panels(tabs, value="users").classes("w-full bg-transparent").props("keep-alive"):
                 with ui.tab_panel("users").classes("p-0 pt-2"):
                     UsersTab(engine, guard, *data.accounts)
@@ -59,6 +61,8 @@ def register(engine: ImageEngine) -> None:
                     ModelsTab(engine, guard, data.models)
                 with ui.tab_panel("server").classes("p-0 pt-2"):
                     ServerTab(engine, guard, data.runtime, data.stored)
+                with ui.tab_panel("queue").classes("p-0 pt-2"):
+                    QueuePanel(engine, guard, everyone=True)  # every user's jobs, each cancellable
 
 
 @dataclass

@@ -223,3 +223,24 @@ async def test_a_huge_credit_number_is_refused_with_a_message(user, engine, memb
     user.find(marker=f"set-credits-{BOB}").click()
     await user.should_see("credits must be a whole number from 0 to 2,147,483,647")
     assert workspace_of(engine, member_account).credits != 10**20
+
+
+async def test_the_admin_queue_shows_everyones_jobs_and_cancels_them(user, engine, member_account):
+    import threading
+
+    from engine.generation.params import GenerationParams
+
+    release = threading.Event()
+    held = engine._submit(member_account, "generate", {"prompt": "held", "model": "tiny-sd"},
+                          run=lambda task: release.wait(60))
+    waiting = engine.submit_generation(member_account, GenerationParams(prompt="bob's picture", model="tiny-sd"))
+    try:
+        await open_admin(user, "queue")
+        await user.should_see(marker=f"queued-{waiting.id}", retries=50)
+        await user.should_see(content=f"{BOB} · tiny-sd · Queued behind 1")
+        user.find(marker=f"cancel-{waiting.id}").click()
+        await eventually(lambda: waiting.future.done(), 30)
+    finally:
+        release.set()
+    await eventually(lambda: held.future.done(), 30)
+    await user.should_see(content="nothing running", retries=50)
