@@ -31,7 +31,7 @@ class MaskPainter:
         with ui.column().classes("w-full gap-2").mark("mask-painter") as self.box:
             self.canvas = ui.interactive_image(events=["mousedown", "mousemove", "mouseup", "mouseleave"],
                                                on_mouse=self._on_mouse, cross=False) \
-                .classes("w-full rounded-lg studio-checker").mark("mask-canvas") \
+                .classes("w-full rounded-lg studio-checker").mark("mask-canvas").props("data-testid=mask-canvas") \
                 .props('aria-label="Paint over what to repaint"')
             with ui.row().classes("w-full items-center gap-3 no-wrap"):
                 ui.label("Brush").classes("text-sm shrink-0")

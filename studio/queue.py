@@ -49,7 +49,8 @@ class QueuePanel:
         self.everyone = everyone
         self.since = utcnow()  # what finished before the page opened is in its recent results already
         self._reading = False
-        with ui.column().classes("studio-card w-full gap-2 p-4").mark("queue") as self.card:
+        with ui.column().classes("studio-card w-full gap-2 p-4").mark("queue").props("data-testid=queue") \
+                as self.card:
             with ui.row().classes("w-full items-center gap-2"):
                 ui.icon("queue", size="20px").classes("text-primary")
                 ui.label("Every job on this server" if everyone else "Your queue").classes("font-semibold grow")
@@ -90,7 +91,8 @@ class QueuePanel:
                         value = job.step / job.total if job.total and job.status == JobStatus.RUNNING else 0
                         ui.linear_progress(value=value, show_value=False).props("rounded size=4px")
                     ui.button(icon="close", on_click=lambda j=job.job_id: self.cancel(j)) \
-                        .props('flat round dense aria-label="Cancel this job"').mark(f"cancel-{job.job_id}") \
+                        .props('flat round dense aria-label="Cancel this job" data-testid=queue-cancel') \
+                        .mark(f"cancel-{job.job_id}") \
                         .tooltip("Cancel")
 
     async def cancel(self, job_id: str) -> None:

@@ -226,12 +226,12 @@ class GeneratePage:
             self.size_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("size-hint")
             with ui.row().classes("w-full gap-2 no-wrap items-start"):
                 self.steps = ui.number("Steps", min=1, max=MAX_STEPS, step=1, precision=0).props("outlined dense") \
-                    .classes("w-24").mark("steps")
+                    .classes("w-24").mark("steps").props("data-testid=steps")
                 self.seed_locked = False
                 self._seed_from_code = False  # the page sets the field (reuse, dice): not a user's typing
                 self.seed = ui.number("Seed", placeholder="random", min=0, max=MAX_SEED, step=1, precision=0,
                                       on_change=self._on_seed_change) \
-                    .props("outlined dense clearable").classes("grow").mark("seed")
+                    .props("outlined dense clearable data-testid=seed").classes("grow").mark("seed")
                 self.lock_button = ui.button(icon="lock_open", on_click=self.toggle_seed_lock) \
                     .props('flat round aria-label="Lock the seed"').classes("mt-1").mark("seed-lock")
                 self.lock_button.tooltip("Lock the seed: the same seed for the next images")
@@ -259,9 +259,10 @@ class GeneratePage:
                         ui.label("The prompt describes the change. Lower strength keeps more of the original.") \
                             .classes("text-xs studio-muted")
                     ui.button(icon="close", on_click=self.clear_edit) \
-                        .props('flat round dense aria-label="Stop editing"').mark("clear-edit").tooltip("Stop editing")
+                        .props('flat round dense aria-label="Stop editing" data-testid=clear-edit').mark("clear-edit") \
+                        .tooltip("Stop editing")
                 self.paint_mask = ui.switch("Paint a mask (inpaint)", on_change=self._on_paint_toggle) \
-                    .mark("paint-mask")
+                    .mark("paint-mask").props("data-testid=paint-mask")
                 self.painter = MaskPainter()
                 with ui.row().classes("w-full items-center gap-3 no-wrap"):
                     ui.label("Strength").classes("text-sm shrink-0").mark("strength-label")
@@ -275,7 +276,7 @@ class GeneratePage:
                     ui.icon("info", color="primary")
                     self.found_settings_text = ui.label().classes("text-xs grow").mark("found-settings")
                     ui.button("Load its settings", on_click=self.load_found_settings) \
-                        .props("flat dense no-caps size=sm").mark("load-settings")
+                        .props("flat dense no-caps size=sm data-testid=load-settings").mark("load-settings")
                 self.found_settings.visible = False
             self.edit_panel.visible = False
             self.settings_found: dict | None = None
@@ -791,7 +792,8 @@ class GeneratePage:
                 if result.kind != "generate":
                     details.insert(0, result.kind.replace("_", " "))
                 details.append("saved to gallery" if result.stored else "not stored")
-                ui.label(" · ".join(details)).classes("text-xs studio-muted").mark("result-details")
+                ui.label(" · ".join(details)).classes("text-xs studio-muted").mark("result-details") \
+                    .props("data-testid=result-details")
                 with ui.row().classes("gap-1 flex-wrap"):
                     buttons = [("download", "Download", lambda: ui.download.content(
                                    result.png, f"{result.image_id}.png", "image/png"), "download"),
@@ -804,7 +806,8 @@ class GeneratePage:
                                         "remove-bg"))
                     buttons.append(("brush", "Send to edit", lambda: self.send_to_edit(result), "edit"))
                     for icon, label, handler, marker in buttons:
-                        ui.button(label, icon=icon, on_click=handler).props("flat dense no-caps size=sm").mark(marker)
+                        ui.button(label, icon=icon, on_click=handler).props("flat dense no-caps size=sm") \
+                            .mark(marker).props(f"data-testid={marker}")
 
     @staticmethod
     def _copy_seed(seed: int) -> None:

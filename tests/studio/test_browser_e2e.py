@@ -17,6 +17,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -206,9 +207,76 @@ def test_first_run_sign_in_generate_and_every_page(server, browser, screenshots)
     studio.click("tab-models")
     studio.screenshot("admin-models")
 
+    daily_driver(studio, browser)
+
     # The README shows these pictures: each one was just taken (the WordPress ones by tests/wordpress).
     readme = (ROOT / "README.md").read_text()
     for name in re.findall(r"docs/screenshots/([\w-]+)\.png", readme):
         if name.startswith("wordpress-"):
             continue
         assert (screenshots / f"{name}.png").stat().st_mtime >= started, f"{name}.png was not taken"
+
+
+A1111_INFOTEXT = ("a stone cottage by a lake\nNegative prompt: blurry\n"
+                  "Steps: 3, Sampler: Euler a, CFG scale: 6.5, Seed: 4242, Size: 256x256, Model: tiny-sd")
+
+
+def png_with_infotext() -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111_INFOTEXT)
+    buffer = io.BytesIO()
+    Image.effect_noise((256, 256), 60).convert("RGB").save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def latest_details(studio: Studio) -> str:
+    return studio.wait("result-details").text
+
+
+def daily_driver(studio: Studio, browser) -> None:
+    """Drop a PNG with AUTOMATIC1111's settings and load them, paint a mask and inpaint, upscale, and watch a run of
+    one tab from a second tab's queue, cancelling it there."""
+    import base64
+
+    studio.open("/", "prompt")
+    # A file dropped anywhere on the page (as from the desktop).
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "cottage.png", {type: "image/png"}));
+        document.querySelector(".q-page").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+    """, base64.b64encode(png_with_infotext()).decode())
+    studio.click("load-settings")
+    studio.until(lambda d: studio.field("prompt").get_attribute("value") == "a stone cottage by a lake")
+    assert studio.field("seed").get_attribute("value") == "4242"
+
+    # Paint over the right half of the dropped picture, and inpaint it.
+    studio.click("paint-mask")
+    canvas = studio.wait("mask-canvas").find_element(By.TAG_NAME, "img")
+    studio.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", canvas))
+    width = canvas.size["width"]
+    ActionChains(browser).move_to_element_with_offset(canvas, width // 6, 0).click_and_hold() \
+        .move_by_offset(width // 8, 10).move_by_offset(width // 8, 10).release().perform()
+    studio.until(lambda d: "stroke" in d.page_source and "<polyline" in d.page_source)
+    studio.screenshot("generate-inpaint")
+    studio.click("generate")
+    studio.until(lambda d: latest_details(studio).startswith("inpaint · tiny-sd"), 60)
+
+    studio.click("upscale")  # on the inpainted result
+    studio.until(lambda d: latest_details(studio).startswith("upscale · tiny-sd · 512×512"), 90)
+
+    # A long run in this tab, seen (and cancelled) from a second tab's queue.
+    studio.click("clear-edit")
+    studio.type("steps", "50")
+    studio.click("generate")
+    first = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    studio.open("/", "queue")
+    studio.until(lambda d: "Step" in studio.wait("queue").text or "Loading" in studio.wait("queue").text, 60)
+    studio.screenshot("generate-queue", full_page=False)
+    studio.click("queue-cancel")
+    browser.close()
+    browser.switch_to.window(first)
+    studio.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, '[data-testid="cancel"]')), 60)
