@@ -154,7 +154,9 @@ async def test_reuse_from_the_gallery_link(user, engine, member_account):
     record = images_of(engine, member_account.id)[0]
     await user.open(f"/?reuse={record.id}")
     await user.should_see(marker="prompt")
-    assert value_of(user, "prompt") == "a castle at night" and value_of(user, "seed") == record.seed
+    # The page loads the record after it is drawn (the draft shows the same prompt meanwhile): wait for the seed.
+    await eventually(lambda: value_of(user, "seed") == record.seed)
+    assert value_of(user, "prompt") == "a castle at night"
 
 
 async def test_unavailable_models_are_listed_with_the_reason(user, member_account):
