@@ -6,29 +6,21 @@ them): skipped where they are missing, a failure in CI.
 """
 
 import io
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser import DESKTOP, PHONE, ROOT, headless_chromium, save_png, screenshots_folder
 from tests.server_process import Server, server_env
-from tests.support import require
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ROOT = Path(__file__).resolve().parents[2]
-DESKTOP, PHONE = (1280, 860), (390, 844)
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
 
 @pytest.fixture
@@ -41,16 +33,7 @@ def server(tmp_path, models_dir):
 
 @pytest.fixture
 def browser(tmp_path):
-    require(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
-            "Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
-                 f"--window-size={DESKTOP[0]},{DESKTOP[1]}", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
 
@@ -117,20 +100,9 @@ class Studio:
         self.viewport(*size)
 
 
-def save_png(png: bytes, path: Path) -> None:
-    """A palette PNG: UI screenshots stay sharp at a fraction of the size."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(io.BytesIO(png)) as image:
-        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
-            .save(path, optimize=True)
-
-
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
-    folder = os.environ.get("IMAGESTUDIO_SCREENSHOTS_DIR")
-    return (ROOT / folder) if folder else tmp_path / "screenshots"
+    return screenshots_folder(tmp_path)
 
 
 def test_first_run_sign_in_generate_and_every_page(server, browser, screenshots):

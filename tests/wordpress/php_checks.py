@@ -66,9 +66,9 @@ def line_of(code: str, index: int) -> int:
     return code.count("\n", 0, index) + 1
 
 
-def balanced(code: str, start: int, open_: str = "(", close: str = ")") -> str:
-    """The text from ``start`` (an opening bracket) to its matching close, strings skipped."""
-    depth, i, quote = 0, start, None
+def _outside_strings(code: str, start: int):
+    """(index, character) from ``start`` on, the insides of quoted strings (and their quotes) skipped."""
+    i, quote = start, None
     while i < len(code):
         char = code[i]
         if quote:
@@ -78,35 +78,34 @@ def balanced(code: str, start: int, open_: str = "(", close: str = ")") -> str:
                 quote = None
         elif char in "'\"":
             quote = char
-        elif char == open_:
+        else:
+            yield i, char
+        i += 1
+
+
+def balanced(code: str, start: int, open_: str = "(", close: str = ")") -> str:
+    """The text from ``start`` (an opening bracket) to its matching close, strings skipped."""
+    depth = 0
+    for i, char in _outside_strings(code, start):
+        if char == open_:
             depth += 1
         elif char == close:
             depth -= 1
             if depth == 0:
                 return code[start:i + 1]
-        i += 1
     return code[start:]
 
 
 def statement(code: str, start: int) -> str:
     """From ``start`` to the end of the PHP statement (a ';' or '?>' outside strings and brackets)."""
-    depth, i, quote = 0, start, None
-    while i < len(code):
-        char = code[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
+    depth = 0
+    for i, char in _outside_strings(code, start):
+        if char in "([{":
             depth += 1
         elif char in ")]}":
             depth -= 1
         elif depth <= 0 and (char == ";" or code.startswith("?>", i)):
             return code[start:i]
-        i += 1
     return code[start:]
 
 

@@ -6,41 +6,24 @@ Screenshots go to a temporary folder; to refresh the README's pictures, run it w
 IMAGESTUDIO_SCREENSHOTS_DIR=docs/screenshots (wordpress-settings.png, wordpress-block.png).
 """
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.studio.test_browser_e2e import CHROMEDRIVER, CHROMIUM, DESKTOP, save_png
-from tests.support import require
+from tests.browser import DESKTOP, headless_chromium, save_png, screenshots_folder
 from tests.wordpress.site import ADMIN, PASSWORD
 
 pytestmark = pytest.mark.sqlite_pass_only  # the Image Studio server picks its database (SQLite in its data dir)
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 @pytest.fixture
 def browser(tmp_path):
-    require(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
-            "Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
-                 f"--window-size={DESKTOP[0]},{DESKTOP[1]}", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "chromium", console_log=True)
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": DESKTOP[0], "height": DESKTOP[1], "deviceScaleFactor": 1, "mobile": False})
     yield driver
@@ -49,8 +32,7 @@ def browser(tmp_path):
 
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
-    folder = os.environ.get("IMAGESTUDIO_SCREENSHOTS_DIR")
-    return (ROOT / folder) if folder else tmp_path / "screenshots"
+    return screenshots_folder(tmp_path)
 
 
 def until(driver, condition, what: str, timeout: float = 30):
