@@ -334,6 +334,9 @@ class GalleryPage:
                             ui.button("Reuse", icon="replay",
                                       on_click=lambda: ui.navigate.to(f"/?reuse={record.id}")) \
                                 .props("outline no-caps").mark("reuse")
+                            ui.button("Upscale ×2", icon="zoom_out_map",
+                                      on_click=lambda: ui.navigate.to(f"/?upscale={record.id}")) \
+                                .props("outline no-caps").mark("upscale")
                         ui.button("Delete", icon="delete", on_click=lambda: self.confirm_delete(record, dialog)) \
                             .props("flat no-caps color=negative").mark("delete")
         dialog.open()

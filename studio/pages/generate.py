@@ -74,7 +74,7 @@ DROP_ANYWHERE_JS = """<script>
 
 def register(engine: ImageEngine) -> None:
     @ui.page("/", title="Image Studio")
-    async def generate_page(reuse: str | None = None):
+    async def generate_page(reuse: str | None = None, upscale: str | None = None):
         user = await auth.require_user(engine, "/")
         if user is None:
             return
@@ -86,6 +86,8 @@ def register(engine: ImageEngine) -> None:
             page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out, recent=recent)
         if reuse:
             await page.reuse_stored(reuse)
+        if upscale:
+            await page.upscale_stored(upscale)
 
 
 def max_images(engine: ImageEngine, user: User) -> int:
@@ -607,6 +609,20 @@ class GeneratePage:
             return
         background_tasks.create(self.save_draft())
         await self._execute(run)
+
+    async def upscale_stored(self, image_id: str) -> None:
+        """/?upscale=img_… from the gallery: the user's own stored image, upscaled here."""
+        try:
+            record = await off_loop(self.engine.gallery.get, image_id, self.guard.user_id)
+            png = await off_loop(self.engine.gallery.read, record)
+        except NotFound:
+            ui.notify("That image is not in your gallery.", type="warning")
+            return
+        params = ResolvedParams(prompt=record.prompt, negative_prompt=record.negative_prompt, model=record.model,
+                                width=record.width, height=record.height, steps=record.steps,
+                                guidance_scale=record.guidance_scale, seed=record.seed)
+        await self.upscale(GenerationResult(job_id=record.job_id or "", image_id=record.id, params=params, png=png,
+                                            stored=True, duration_ms=record.duration_ms, kind=record.kind))
 
     async def upscale(self, result: GenerationResult) -> None:
         """Twice the size: a Lanczos resize, then a low-strength pass of the same model, prompt and seed."""

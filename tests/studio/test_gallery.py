@@ -161,3 +161,19 @@ async def test_the_detail_steps_to_the_previous_and_next_image(user, engine, mem
     assert count(user, "detail") == 1  # the dialog shows the next image, not a second dialog
     user.find(marker="detail-previous").click()
     await user.should_see(content=newer, retries=20)
+
+
+async def test_upscale_a_gallery_image(user, engine, member_account):
+    image_id = stored(engine, member_account, "a small boat")
+    await sign_in(user, USER_EMAIL, path="/login?next=/gallery")
+    user.find(marker=f"item-{image_id}").click()
+    await user.should_see(marker="detail", retries=20)
+    user.find(marker="upscale").click()  # on Generate, where the run shows
+
+    def upscaled():
+        rows = [r for r in engine.gallery.list(member_account.id)[0] if r.kind == "upscale"]
+        return rows and rows[0]
+
+    await eventually(upscaled, 60)
+    record = upscaled()
+    assert (record.width, record.height, record.source_image_id) == (512, 512, image_id)
