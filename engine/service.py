@@ -273,7 +273,7 @@ class ImageEngine:
         several for FLUX.2's references; with ``mask``: inpainting) run alone.
         """
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
-        init_images = init_image if isinstance(init_image, list) else [init_image] if init_image else None
+        init_images = init_image if isinstance(init_image, list) else [init_image] if init_image is not None else None
         spec = self.catalog.get(resolved.model)
         check_edit_inputs(spec, init_images, mask)
         if init_images and spec.edit_uses_strength:
