@@ -17,13 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.deps import Account, AccountDep, EngineDep
-from api.dialects.openai_images import MAX_PROMPT_CHARS, answer_with_images, catalog_slug, parse_size, steps_for_quality
+from api.dialects.openai_images import MAX_PROMPT_CHARS, answer_with_images, catalog_slug, parse_size, prepared_images
 from api.responses import idempotent, metered
 from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest
 from engine.generation.inputs import InputLimits, decode_image_bytes
-from engine.generation.params import GenerationParams, ResolvedParams, size_like
+from engine.generation.params import ResolvedParams, size_like
 from engine.service import ImageEngine
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Images"])
@@ -136,13 +136,8 @@ def _plan(engine: ImageEngine, model: str | None, prompt: str, size: str, n: int
     slug = catalog_slug(engine, model)
     spec = engine.resolve_model(slug)[0]
     width, height = parse_size(size) or size_like(spec, like.width, like.height)
-    fields = {"prompt": prompt, "model": slug, "width": width, "height": height}
-    # Built without re-validation of the prompt's length (OpenAI allows 4000 where /generate allows 2000).
-    params = GenerationParams.model_construct(**GenerationParams(prompt="x").model_dump() | fields)
-    resolved = []
-    for _ in range(n):  # each its own random seed
-        one = engine.prepare(params)
-        resolved.append(dataclasses.replace(one, steps=steps_for_quality(one.steps, quality)))
+    resolved = prepared_images(engine, {"prompt": prompt, "model": slug, "width": width, "height": height}, n,
+                               quality)
     return resolved, generation_credits(engine.catalog.get(resolved[0].model), width, height)
 
 

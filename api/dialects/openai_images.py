@@ -28,7 +28,7 @@ from engine.billing.metering import Admission
 from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest, NotFound
 from engine.generation.jobs import GenerationResult
-from engine.generation.params import GenerationParams
+from engine.generation.params import GenerationParams, ResolvedParams
 from engine.service import ImageEngine
 from engine.storage.gallery import signed_image_path, valid_signature
 
@@ -94,14 +94,21 @@ def _plan(engine: ImageEngine, body: ImageGenerationRequest):
     fields = {"prompt": prompt, "model": slug}
     if size:
         fields.update(width=size[0], height=size[1])
+    resolved = prepared_images(engine, fields, body.n, body.quality)  # compatible: the worker batches them
+    spec = engine.catalog.get(resolved[0].model)
+    return resolved, generation_credits(spec, resolved[0].width, resolved[0].height)
+
+
+def prepared_images(engine: ImageEngine, fields: dict, n: int, quality: str) -> list[ResolvedParams]:
+    """``n`` images of these GenerationParams ``fields``, each with its own random seed, steps set by ``quality``
+    (blocking: the catalog is read)."""
     # Built without re-validation of the prompt's length (OpenAI allows 4000 where /generate allows 2000).
     params = GenerationParams.model_construct(**GenerationParams(prompt="x").model_dump() | fields)
     resolved = []
-    for _ in range(body.n):  # each its own random seed; compatible, so the worker runs them as one batch
+    for _ in range(n):
         one = engine.prepare(params)
-        resolved.append(dataclasses.replace(one, steps=steps_for_quality(one.steps, body.quality)))
-    spec = engine.catalog.get(resolved[0].model)
-    return resolved, generation_credits(spec, resolved[0].width, resolved[0].height)
+        resolved.append(dataclasses.replace(one, steps=steps_for_quality(one.steps, quality)))
+    return resolved
 
 
 def data_item(request: Request, engine: ImageEngine, result: GenerationResult, response_format: str,
@@ -162,7 +169,7 @@ async def answer_with_images(request: Request, engine: ImageEngine, admission: A
 
 
 @router.get("/images/results/{job_id}", include_in_schema=False)
-def job_result_file(job_id: str, engine: EngineDep, expires: int, signature: str, format: str = "png"):  # noqa: A002
+def job_result_file(job_id: str, engine: EngineDep, expires: int, signature: str, format: str = "png"):
     """An unstored image's short-lived copy, by the signed link a generation answered with."""
     if not valid_signature(f"result:{job_id}", expires, signature, engine.keys.image_links):
         raise NotFound(f"no image for job '{job_id}'")
