@@ -7,7 +7,6 @@ import functools
 import hashlib
 import io
 import json
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -24,7 +23,7 @@ from engine.errors import Conflict, EngineError, InvalidRequest, JobCancelled
 from engine.generation.jobs import GenerationResult
 from engine.generation.png import data_url
 from engine.service import ImageEngine
-from engine.storage.gallery import image_signature, signed_image_path
+from engine.storage.gallery import signed_image_path, signed_query
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid JSON, or a value the server refuses (see `error.field`)",
@@ -201,9 +200,8 @@ async def wait_for_client(request: Request, engine: ImageEngine, tasks: list):
 
 def signed_result_path(job_id: str, engine: ImageEngine) -> str:
     """A link to an unstored image's short-lived copy, valid as long as the copy is kept."""
-    expires = int(time.time()) + engine.settings.result_ttl_minutes * 60
-    signature = image_signature(f"result:{job_id}", expires, engine.keys.image_links)
-    return f"/v1/images/results/{job_id}?expires={expires}&signature={signature}"
+    query = signed_query(f"result:{job_id}", engine.keys.image_links, engine.settings.result_ttl_minutes * 60)
+    return f"/v1/images/results/{job_id}?{query}"
 
 
 async def webhook_target(request: Request, engine: ImageEngine, callback_url: str | None,

@@ -122,10 +122,15 @@ def image_signature(image_id: str, expires: int, secret: str) -> str:
     return hmac.new(secret.encode(), f"{image_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def signed_query(subject: str, secret: str, ttl_s: int) -> str:
+    """``expires=…&signature=…`` for a link to ``subject`` (an image id, or ``result:<job id>``), good for ``ttl_s``."""
+    expires = int(time.time()) + ttl_s
+    return f"expires={expires}&signature={image_signature(subject, expires, secret)}"
+
+
 def signed_image_path(image_id: str, secret: str, ttl_s: int = 30 * 86400) -> str:
     """A link that lets anyone holding it read one stored image until it expires (for <img src>)."""
-    expires = int(time.time()) + ttl_s
-    return f"/api/v1/images/{image_id}?expires={expires}&signature={image_signature(image_id, expires, secret)}"
+    return f"/api/v1/images/{image_id}?{signed_query(image_id, secret, ttl_s)}"
 
 
 def valid_signature(image_id: str, expires: int, signature: str, secret: str) -> bool:
