@@ -161,13 +161,15 @@ def models_list() -> None:
     """Every model with whether it can run here."""
     engine = _engine()
     aliases = engine.model_aliases()
-    for spec in engine.catalog.all():
+    for spec in engine.catalog.all(helpers=True):
         state, reason = engine.pipelines.state(spec)
+        if not spec.text_to_image:
+            reason = f"{spec.task} helper" + (f"; {reason}" if reason else "")
         if spec.slug in aliases:
             state, reason = "alias", f"runs {aliases[spec.slug]}"
         typer.echo(f"{spec.slug:20} {state:13} {spec.name}" + (f"  ({reason})" if reason else ""))
     for slug, target in aliases.items():
-        if not any(spec.slug == slug for spec in engine.catalog.all()):
+        if not any(spec.slug == slug for spec in engine.catalog.all(helpers=True)):
             typer.echo(f"{slug:20} {'alias':13} runs {target}")
 
 

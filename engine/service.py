@@ -36,7 +36,7 @@ from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.data.request_log import RequestLog
 from engine.data.tables import Job, JobStatus, User, utcnow
 from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
-from engine.generation.catalog import FAMILY_PIPELINES, Catalog, ModelSpec
+from engine.generation.catalog import FAMILY_INPAINT_PIPELINES, FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
 from engine.generation.params import (
@@ -46,6 +46,7 @@ from engine.generation.params import (
     check_inputs,
     steps_for_edit,
     upscaled,
+    upscaled_x4,
 )
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
 from engine.generation.worker import LocalWorker, Task
@@ -64,7 +65,8 @@ PROBE_REUSE_S = 1.0  # a probe's answer serves the health checks of the next sec
 
 
 def _preload_pipeline_modules() -> None:
-    for name in sorted({pipeline for pair in FAMILY_PIPELINES.values() for pipeline in pair if pipeline}):
+    names = {pipeline for pair in FAMILY_PIPELINES.values() for pipeline in pair if pipeline}
+    for name in sorted(names | set(FAMILY_INPAINT_PIPELINES.values())):
         diffusers_class(name)
 
 
@@ -297,6 +299,21 @@ class ImageEngine:
         times the size, run as an edit (kind ``upscale``) of the image resized with ``upscale_input`` at
         ``UPSCALE_STRENGTH``; it works with any model. Raises when the model can't make it bigger."""
         return upscaled(params, self.catalog.get(params.model), factor)
+
+    def upscalers_here(self) -> set[str]:
+        """The x4 upscalers whose weights are on this machine (blocking: looks at the disk)."""
+        return {spec.slug for spec in self.catalog.all(helpers=True)
+                if spec.task == "upscale" and self.pipelines.weights_here(spec)}
+
+    def x4_upscale_params(self, params: ResolvedParams) -> ResolvedParams:
+        """A pass of the diffusers x4 upscaler over an image made with ``params`` (kind ``upscale``, the image as
+        it is for its input); only where the upscaler's weights are here, and for images of up to a quarter of its
+        largest output. ``upscale_params`` works with any model."""
+        upscaler = self.catalog.upscaler_for(self.catalog.get(params.model))
+        if not self.pipelines.weights_here(upscaler):
+            raise ModelUnavailable(f"{upscaler.name} is not on this machine; an admin can fetch it with "
+                                   f"`imagestudio models pull {upscaler.slug}`, or upscale ×2 with any model")
+        return upscaled_x4(params, upscaler)
 
     def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
         job = Job(user_id=user.id, kind=kind, params=params, process_id=self.identity.id,

@@ -36,14 +36,15 @@ class ModelChoice:
         return f"{self.spec.name} · {STATE_LABEL[self.state]}"
 
 
-def model_choices(engine: ImageEngine) -> list[ModelChoice]:
-    """Every model, usable ones first (loaded, ready, downloadable), then the unavailable ones.
+def model_choices(engine: ImageEngine, *, helpers: bool = False) -> list[ModelChoice]:
+    """Every text-to-image model (with ``helpers``, the inpainting checkpoints and upscalers too), usable ones
+    first (loaded, ready, downloadable), then the unavailable ones.
 
     Blocking (the catalog's custom models are in the database; a model's state looks for its files on disk):
     call it off the event loop, ``await off_loop(model_choices, engine)``.
     """
     order = [WeightsState.LOADED, WeightsState.READY, WeightsState.DOWNLOADABLE, WeightsState.UNAVAILABLE]
-    choices = [ModelChoice(spec, *engine.pipelines.state(spec)) for spec in engine.catalog.all()]
+    choices = [ModelChoice(spec, *engine.pipelines.state(spec)) for spec in engine.catalog.all(helpers=helpers)]
     return sorted(choices, key=lambda c: order.index(c.state))
 
 

@@ -21,13 +21,22 @@ FAMILY_PIPELINES: dict[str, tuple[str, str | None]] = {
     "flux": ("FluxPipeline", "FluxImg2ImgPipeline"),
     "flux2": ("Flux2Pipeline", "Flux2Pipeline"),
     "flux2-klein": ("Flux2KleinPipeline", "Flux2KleinPipeline"),
+    # Stability's x4 upscaler: an image and a prompt in, the image at four times the size out.
+    "sd-upscale": ("StableDiffusionUpscalePipeline", "StableDiffusionUpscalePipeline"),
 }
+# The families a user's own text-to-image model may belong to.
+CUSTOM_FAMILIES = ("sd", "sdxl", "flux", "flux2", "flux2-klein")
 # Inpainting (an image and a mask: only the mask's white area is repainted). FLUX.2 has no inpaint pipeline.
 FAMILY_INPAINT_PIPELINES: dict[str, str] = {
     "sd": "StableDiffusionInpaintPipeline",
     "sdxl": "StableDiffusionXLInpaintPipeline",
     "flux": "FluxInpaintPipeline",
 }
+
+# What a catalog model is for. Only "generate" models are offered as text-to-image choices; the others help one:
+# an inpainting checkpoint (a UNet trained with the mask as input) and an upscaler.
+TASKS = ("generate", "inpaint", "upscale")
+UPSCALER_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -58,18 +67,32 @@ class ModelSpec:
     fallbacks: tuple[str, ...] = ()
     tiny: bool = False
     custom: bool = False
+    task: str = "generate"  # one of TASKS
+    # A dedicated inpainting checkpoint of this model's family: masks go through it when its weights are here
+    # (it repaints seamlessly); otherwise through this model's own weights in the family's inpaint pipeline.
+    inpaint_model: str | None = None
 
     @property
     def pipeline_class(self) -> str | None:
+        if self.task == "inpaint":
+            return FAMILY_INPAINT_PIPELINES.get(self.family)
         return FAMILY_PIPELINES.get(self.family, (None, None))[0]
 
     @property
     def edit_pipeline_class(self) -> str | None:
+        if self.task == "inpaint":
+            return None  # its UNet takes the mask as input: it only inpaints
         return FAMILY_PIPELINES.get(self.family, (None, None))[1]
 
     @property
     def inpaint_pipeline_class(self) -> str | None:
+        if self.task == "upscale":
+            return None
         return FAMILY_INPAINT_PIPELINES.get(self.family)
+
+    @property
+    def text_to_image(self) -> bool:
+        return self.task == "generate"
 
     @property
     def multi_reference(self) -> bool:
@@ -78,8 +101,9 @@ class ModelSpec:
 
     @property
     def edit_uses_strength(self) -> bool:
-        """FLUX.2 pipelines edit by reference image: there is no strength to set."""
-        return self.family not in ("flux2", "flux2-klein")
+        """FLUX.2 pipelines edit by reference image, and the upscaler adds a fixed noise level: there is no
+        strength to set."""
+        return self.family not in ("flux2", "flux2-klein", "sd-upscale")
 
     @property
     def open_weights(self) -> bool:
@@ -124,7 +148,21 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         slug="stable-diffusion", name="Stable Diffusion XL",
         description="Stability AI's SDXL 1.0 base model: versatile 1024px generation with negative prompts.",
         family="sdxl", repo_id="stabilityai/stable-diffusion-xl-base-1.0", default_steps=30, default_guidance=7.0,
-        min_size=512, max_size=1024, license="openrail++",
+        min_size=512, max_size=1024, license="openrail++", inpaint_model="sdxl-inpainting",
+    ),
+    ModelSpec(
+        slug="sdxl-inpainting", name="SDXL Inpainting 0.1",
+        description="The SDXL base model fine-tuned for inpainting (the mask is an input of its UNet): used for "
+                    "Stable Diffusion XL's masked edits when its weights are here.",
+        family="sdxl", repo_id="diffusers/stable-diffusion-xl-1.0-inpainting-0.1", task="inpaint",
+        default_steps=30, default_guidance=8.0, min_size=512, max_size=1024, license="openrail++",
+    ),
+    ModelSpec(
+        slug="sd-x4-upscaler", name="Stable Diffusion x4 Upscaler",
+        description="Stability AI's text-guided latent upscaler: an image of up to 512 px at four times the size.",
+        family="sd-upscale", repo_id="stabilityai/stable-diffusion-x4-upscaler", task="upscale",
+        default_steps=20, default_guidance=9.0, min_size=256, max_size=2048, native_size=2048, size_multiple=32,
+        license="openrail++",
     ),
     ModelSpec(
         slug="sdxl-lightning", name="SDXL Lightning (4-step)",
@@ -158,11 +196,30 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         slug="tiny-sd", name="Tiny SD (offline test model)",
         description="An SD 1.5-family pipeline with tiny random weights, built locally; for tests and demos.",
         family="sd", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
+        inpaint_model="tiny-sd-inpaint",
     ),
     ModelSpec(
         slug="tiny-sdxl", name="Tiny SDXL (offline test model)",
         description="An SDXL pipeline with tiny random weights, built locally; for tests and demos.",
         family="sdxl", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
+        inpaint_model="tiny-sdxl-inpaint",
+    ),
+    ModelSpec(
+        slug="tiny-sd-inpaint", name="Tiny SD Inpainting (offline test model)",
+        description="An SD 1.5-family inpainting pipeline (9-channel UNet) with tiny random weights.",
+        family="sd", task="inpaint", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
+    ),
+    ModelSpec(
+        slug="tiny-sdxl-inpaint", name="Tiny SDXL Inpainting (offline test model)",
+        description="An SDXL inpainting pipeline (9-channel UNet) with tiny random weights.",
+        family="sdxl", task="inpaint", default_steps=2, default_guidance=5.0, tiny=True, native_size=256,
+    ),
+    ModelSpec(
+        slug="tiny-sd-upscaler", name="Tiny x4 Upscaler (offline test model)",
+        description="A Stable Diffusion x4 upscaler pipeline with tiny random weights: upscales the tiny models' "
+                    "images.",
+        family="sd-upscale", task="upscale", default_steps=2, default_guidance=5.0, tiny=True, min_size=256,
+        max_size=1024, native_size=1024, size_multiple=32,
     ),
     ModelSpec(
         slug="tiny-flux", name="Tiny FLUX (offline test model)",
@@ -180,8 +237,16 @@ class Catalog:
         self._db = db_engine
         self._builtin = {spec.slug: spec for spec in BUILTIN_MODELS}
 
-    def all(self) -> list[ModelSpec]:
-        return list(self._builtin.values()) + self._custom_specs()
+    def all(self, *, helpers: bool = False) -> list[ModelSpec]:
+        """The text-to-image models (what clients and the studio choose from); with ``helpers``, also the
+        inpainting checkpoints and upscalers they use."""
+        builtin = [spec for spec in self._builtin.values() if helpers or spec.text_to_image]
+        return builtin + self._custom_specs()
+
+    def upscaler_for(self, spec: ModelSpec) -> ModelSpec:
+        """The x4 upscaler for images of ``spec``: the tiny one for the tiny models (its random weights would only
+        spoil a real picture), else Stability's."""
+        return self._builtin["tiny-sd-upscaler" if spec.tiny else "sd-x4-upscaler"]
 
     def get(self, slug: str) -> ModelSpec:
         if slug in self._builtin:
@@ -197,8 +262,8 @@ class Catalog:
                    description: str = "") -> ModelSpec:
         if slug in self._builtin:
             raise InvalidRequest(f"'{slug}' is a built-in model slug", field="slug")
-        if family not in FAMILY_PIPELINES:
-            raise InvalidRequest(f"family must be one of {', '.join(FAMILY_PIPELINES)}", field="family")
+        if family not in CUSTOM_FAMILIES:
+            raise InvalidRequest(f"family must be one of {', '.join(CUSTOM_FAMILIES)}", field="family")
         if not _SLUG.fullmatch(slug):
             raise InvalidRequest("slug may hold letters, digits, '-', '_' and '.' (64 at most)", field="slug")
         path = Path(source).expanduser()
@@ -221,6 +286,8 @@ class Catalog:
         if not spec.open_weights:
             raise InvalidRequest(f"'{target}' has no open weights: an alias must point at a model that runs here",
                                  field="target")
+        if not spec.text_to_image:
+            raise InvalidRequest(f"'{target}' is an {spec.task} model, not a text-to-image one", field="target")
         if slug == target:
             raise InvalidRequest("a model cannot be an alias of itself", field="target")
 
@@ -238,13 +305,14 @@ class Catalog:
 
 
 def _custom_spec(row: CustomModel) -> ModelSpec:
-    base = next(s for s in BUILTIN_MODELS if s.family == row.family and not s.tiny and s.unet_weights is None)
+    base = next(s for s in BUILTIN_MODELS
+                if s.family == row.family and s.text_to_image and not s.tiny and s.unet_weights is None)
     is_folder = row.source.startswith("/")
     return replace(
         base, slug=row.slug, name=row.name, description=row.description or f"Custom {row.family} model",
         repo_id=None if is_folder else row.source, local_path=row.source if is_folder else None,
         default_steps=row.default_steps or base.default_steps,
         default_guidance=row.default_guidance if row.default_guidance is not None else base.default_guidance,
-        scheduler=None, scheduler_config={}, license="", custom=True,
+        scheduler=None, scheduler_config={}, license="", custom=True, inpaint_model=None,
         uses_guidance=True,  # a custom FLUX.1 may be a guidance-embedded dev model: no false warning
     )

@@ -174,15 +174,18 @@ class JobRunner:
         self.mark_running(task)
         started = time.perf_counter()
         try:
-            loaded = self.pipelines.get(job.params.model)
+            spec = self.pipelines.catalog.get(job.params.model)
+            if mask is not None:
+                pipe = self.pipelines.inpaint_pipe(spec)
+            else:
+                pipe = self.pipelines.get(spec.slug).edit_pipe()
             progress = ProgressSync(self.db, [task])
 
             def on_step(step: int, total: int) -> bool:
                 progress.step(step, total)
                 return task.report(step, total)
 
-            pipe = loaded.inpaint_pipe() if mask is not None else loaded.edit_pipe()
-            image = run_pipeline(pipe, loaded.spec, [job.params], on_step=on_step, init_images=init_images,
+            image = run_pipeline(pipe, spec, [job.params], on_step=on_step, init_images=init_images,
                                  strength=strength, mask=mask, should_stop=lambda: task.cancelled)[0]
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidRequest, JobCancelled, ModelUnavailable
 from engine.generation import png
-from engine.generation.catalog import ModelSpec
+from engine.generation.catalog import UPSCALER_FACTOR, ModelSpec
 from engine.generation.samplers import with_sampler
 
 MAX_SEED = 2**32 - 1
@@ -146,6 +146,9 @@ def check_inputs(params: GenerationParams, spec: ModelSpec) -> ResolvedParams:
     what the model takes differently from how it was asked (rounded sizes, unused settings)."""
     if not spec.open_weights:
         raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
+    if not spec.text_to_image:
+        raise InvalidRequest(f"'{spec.slug}' ({spec.name}) is an {spec.task} model, not a text-to-image one: "
+                             f"choose a model from /models", field="model")
     prompt = params.prompt.strip()
     if not prompt:
         raise InvalidRequest("prompt must not be blank", field="prompt")
@@ -242,6 +245,19 @@ def upscaled(params: ResolvedParams, spec: ModelSpec, factor: float) -> Resolved
     return dataclasses.replace(params, width=width, height=height, warnings=())
 
 
+def upscaled_x4(params: ResolvedParams, upscaler: ModelSpec) -> ResolvedParams:
+    """The parameters of a pass of the x4 ``upscaler`` over an image made with ``params``: the same prompt and
+    seed, the upscaler's steps and guidance, four times the size (refused past the upscaler's largest output)."""
+    width, height = params.width * UPSCALER_FACTOR, params.height * UPSCALER_FACTOR
+    if max(width, height) > upscaler.max_size:
+        raise InvalidRequest(f"{upscaler.name} takes images up to {upscaler.max_size // UPSCALER_FACTOR} px and "
+                             f"this one is {params.width}×{params.height}; upscale it ×2 instead", field="image")
+    width, height = _round_size(width, upscaler), _round_size(height, upscaler)
+    return ResolvedParams(prompt=params.prompt, negative_prompt=params.negative_prompt, model=upscaler.slug,
+                          width=width, height=height, steps=upscaler.default_steps,
+                          guidance_scale=upscaler.default_guidance, seed=params.seed)
+
+
 def upscale_input(image: Image.Image, params: ResolvedParams) -> Image.Image:
     """The picture at the upscaled size, resized with Lanczos: what the hires-fix pass starts from."""
     return image.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
@@ -280,6 +296,9 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
     )
     if init_images is None:
         kwargs.update(width=first.width, height=first.height)
+    elif spec.task == "upscale":  # the output is the input at four times the size
+        kwargs["image"] = [im.convert("RGB").resize((first.width // UPSCALER_FACTOR, first.height // UPSCALER_FACTOR),
+                                                     Image.Resampling.LANCZOS) for im in init_images]
     else:
         kwargs.update(image=[im.convert("RGB").resize((first.width, first.height)) for im in init_images])
         if mask is not None:
@@ -305,9 +324,29 @@ def run_pipeline(pipe, spec: ModelSpec, batch: list[ResolvedParams], on_step: St
                 pipeline._interrupt = True
             return callback_kwargs
 
-        kwargs["callback_on_step_end"] = callback
+        if "callback_on_step_end" in _call_parameters(pipe):
+            kwargs["callback_on_step_end"] = callback
+        else:  # the x4 upscaler has only the older per-step callback; a cancel stops it through should_stop
+            kwargs.update(callback=lambda step, timestep, latents: callback(pipe, step, timestep, {"latents": latents}),
+                          callback_steps=1)
     with torch.inference_mode(), _stoppable(pipe, should_stop):
-        return list(pipe(**kwargs).images)
+        images = list(pipe(**kwargs).images)
+    if mask is not None:
+        images = [keep_unmasked(image, source, mask) for image, source in zip(images, kwargs["image"], strict=True)]
+    return images
+
+
+MASK_FEATHER_PX = 2
+
+
+def keep_unmasked(result: Image.Image, source: Image.Image, mask: Image.Image) -> Image.Image:
+    """The inpainted picture with the source's own pixels wherever the mask is black, feathered over a few pixels
+    at the mask's edge (as AUTOMATIC1111 and InvokeAI do): the latents' round trip through the VAE, and an
+    inpainting UNet that redraws everything, would otherwise change what was meant to be kept."""
+    from PIL import ImageFilter
+
+    soft = mask.convert("L").resize(result.size).filter(ImageFilter.GaussianBlur(MASK_FEATHER_PX))
+    return Image.composite(result.convert("RGB"), source.convert("RGB").resize(result.size), soft)
 
 
 @contextlib.contextmanager

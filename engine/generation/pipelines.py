@@ -130,6 +130,20 @@ class PipelineManager:
             return WeightsState.DOWNLOADABLE, f"weights are fetched from {spec.repo_id} on first use"
         return WeightsState.UNAVAILABLE, self._absent_message(spec)
 
+    def weights_here(self, spec: ModelSpec) -> bool:
+        """Whether the model can run without a download (blocking: looks at the disk)."""
+        return self.state(spec)[0] in (WeightsState.LOADED, WeightsState.READY)
+
+    def inpaint_pipe(self, spec: ModelSpec):
+        """The pipeline that inpaints for ``spec``: its dedicated inpainting checkpoint when those weights are here
+        (the mask is an input of that UNet: seamless repaints), else its own weights in the family's inpaint
+        pipeline (the mask blended into the latents each step)."""
+        if spec.inpaint_model:
+            checkpoint = self.catalog.get(spec.inpaint_model)
+            if self.weights_here(checkpoint):
+                return self.get(checkpoint.slug).pipe
+        return self.get(spec.slug).inpaint_pipe()
+
     def downloads_possible(self) -> bool:
         return self.allow_downloads and not hub_offline()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-TINY_MODEL_SLUGS = ("tiny-sd", "tiny-sdxl", "tiny-flux")
+TINY_MODEL_SLUGS = ("tiny-sd", "tiny-sdxl", "tiny-flux", "tiny-sd-inpaint", "tiny-sdxl-inpaint", "tiny-sd-upscaler")
 
 # The byte-level alphabet of CLIP's BPE (GPT-2's bytes_to_unicode), so every
 # prompt, emoji included, tokenizes without an unknown token.
@@ -74,13 +74,21 @@ def _tiny_vae(latent_channels: int = 4, **overrides):
     return AutoencoderKL(**config)
 
 
-def build_tiny_sd():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+def build_tiny_sd(inpaint: bool = False):
+    """``inpaint``: the inpainting variant, whose UNet takes the mask and the masked image's latents too
+    (4 + 1 + 4 = 9 input channels), like stable-diffusion-inpainting."""
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=9 if inpaint else 4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4,
@@ -92,19 +100,27 @@ def build_tiny_sd():
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
     )
-    return StableDiffusionPipeline(
+    pipeline_cls = StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline
+    return pipeline_cls(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(),
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
 
 
-def build_tiny_sdxl():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def build_tiny_sdxl(inpaint: bool = False):
+    """``inpaint``: the 9-channel inpainting variant, like stable-diffusion-xl-1.0-inpainting-0.1."""
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=9 if inpaint else 4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
@@ -121,9 +137,36 @@ def build_tiny_sdxl():
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
     )
-    return StableDiffusionXLPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(),
-        text_encoder_2=text_encoder_2, tokenizer_2=build_clip_tokenizer(), scheduler=scheduler,
+    components = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": build_clip_tokenizer(),
+                  "text_encoder_2": text_encoder_2, "tokenizer_2": build_clip_tokenizer(), "scheduler": scheduler}
+    if inpaint:
+        return StableDiffusionXLInpaintPipeline(**components, requires_aesthetics_score=False)
+    return StableDiffusionXLPipeline(**components)
+
+
+def build_tiny_sd_upscaler():
+    """Stability's x4 upscaler in miniature: the UNet denoises latents the size of the low-resolution image
+    concatenated with that image (4 + 3 = 7 channels), conditioned on the noise level added to it; a 3-block VAE
+    (scale factor 4) decodes them at four times the size."""
+    from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=7, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=8, attention_head_dim=4, num_class_embeds=1000,
+    )
+    torch.manual_seed(0)
+    vae = _tiny_vae(block_out_channels=(8, 8, 16), down_block_types=("DownEncoderBlock2D",) * 3,
+                    up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.08333)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_clip_text_config())
+    return StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(), unet=unet,
+        low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
     )
 
 
@@ -158,6 +201,9 @@ TINY_BUILDERS: dict[str, Callable] = {
     "tiny-sd": build_tiny_sd,
     "tiny-sdxl": build_tiny_sdxl,
     "tiny-flux": build_tiny_flux,
+    "tiny-sd-inpaint": lambda: build_tiny_sd(inpaint=True),
+    "tiny-sdxl-inpaint": lambda: build_tiny_sdxl(inpaint=True),
+    "tiny-sd-upscaler": build_tiny_sd_upscaler,
 }
 
 _MARKER = "imagestudio_tiny.json"

@@ -352,7 +352,8 @@ class ModelsTab:
         """The catalog, the aliases, every model's state and what is loaded (blocking: the database, the disk,
         and the pipeline manager's lock, which an eviction holds while it frees a model)."""
         pipelines = engine.pipelines
-        return ModelsView(specs=engine.catalog.all(), aliases=engine.model_aliases(), choices=model_choices(engine),
+        return ModelsView(specs=engine.catalog.all(), aliases=engine.model_aliases(),
+                          choices=model_choices(engine, helpers=True),
                           used=pipelines.used_bytes(), loaded={p.spec.slug: p.bytes for p in pipelines.loaded()})
 
     def _aliases_card(self, specs: list[ModelSpec], aliases: dict[str, str]) -> None:
@@ -432,7 +433,8 @@ class ModelsTab:
                             state_chip(choice.state)
                             if spec.slug in loaded:
                                 ui.label(size_text(loaded[spec.slug])).classes("text-xs studio-muted")
-                        ui.label(f"{spec.slug} · {choice.reason or spec.description}") \
+                        helps = "" if spec.text_to_image else f"{spec.task} helper · "
+                        ui.label(f"{spec.slug} · {helps}{choice.reason or spec.description}") \
                             .classes("text-xs studio-muted")
                         bar = ui.linear_progress(value=0, show_value=False).props("rounded size=6px") \
                             .mark(f"pull-progress-{spec.slug}")

@@ -13,7 +13,7 @@ from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, NotFound
 from engine.generation.activity import recent_results
-from engine.generation.catalog import ModelSpec
+from engine.generation.catalog import UPSCALER_FACTOR, ModelSpec
 from engine.generation.infotext import settings_of
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.jobs import GenerationResult
@@ -81,9 +81,11 @@ def register(engine: ImageEngine) -> None:
         choices = await off_loop(model_choices, engine)
         max_count = await off_loop(max_images, engine, user)
         can_cut_out = await off_loop(lambda: engine.background_remover().available())
+        upscalers = await off_loop(engine.upscalers_here)
         recent = await off_loop(recent_results, engine, user.id, RECENT_RESULTS)  # a reload or restart loses none
         with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):
-            page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out, recent=recent)
+            page = GeneratePage(engine, user, choices, max_count, can_cut_out=can_cut_out, recent=recent,
+                                upscalers=upscalers)
         if reuse:
             await page.reuse_stored(reuse)
         if upscale:
@@ -135,10 +137,13 @@ def decode_upload(data: bytes) -> tuple[Image.Image, bytes]:
 
 class GeneratePage:
     def __init__(self, engine: ImageEngine, user: User, choices: list[ModelChoice], max_count: int, *,
-                 can_cut_out: bool = True, recent: list[GenerationResult] | None = None):
+                 can_cut_out: bool = True, recent: list[GenerationResult] | None = None,
+                 upscalers: set[str] = frozenset()):
         """``choices``: ``model_choices(engine)``; ``max_count``: ``max_images(engine, user)``; ``can_cut_out``:
-        whether background removal's model file is here; ``recent``: ``recent_results`` (all read off the loop)."""
+        whether background removal's model file is here; ``recent``: ``recent_results``; ``upscalers``:
+        ``engine.upscalers_here()`` (all read off the loop)."""
         self.can_cut_out = can_cut_out
+        self.upscalers = upscalers
         self.engine = engine
         self.guard = auth.Guard(engine, user)
         self.prefs = dict(user.preferences or {})
@@ -624,8 +629,18 @@ class GeneratePage:
         await self.upscale(GenerationResult(job_id=record.job_id or "", image_id=record.id, params=params, png=png,
                                             stored=True, duration_ms=record.duration_ms, kind=record.kind))
 
-    async def upscale(self, result: GenerationResult) -> None:
-        """Twice the size: a Lanczos resize, then a low-strength pass of the same model, prompt and seed."""
+    def x4_upscaler(self, result: GenerationResult) -> ModelSpec | None:
+        """The diffusers x4 upscaler for this result, where its weights are here and the result is small enough."""
+        choice = self.choices.get(result.params.model)
+        if choice is None or result.kind == "remove_background":
+            return None
+        upscaler = self.engine.catalog.upscaler_for(choice.spec)
+        fits = max(result.params.width, result.params.height) * UPSCALER_FACTOR <= upscaler.max_size
+        return upscaler if upscaler.slug in self.upscalers and fits else None
+
+    async def upscale(self, result: GenerationResult, x4: bool = False) -> None:
+        """Twice the size: a Lanczos resize, then a low-strength pass of the same model, prompt and seed. ``x4``:
+        four times the size through the diffusers x4 upscaler."""
         if self.run is not None or self.starting:
             return
         user = await self.guard.user()
@@ -634,6 +649,11 @@ class GeneratePage:
         self.starting = True
         try:
             def plan() -> actions.GenerationRun:
+                if x4:
+                    return actions.GenerationRun(self.engine, user, [self.engine.x4_upscale_params(result.params)],
+                                                 init_image=decode_png(result.png),
+                                                 source_image_id=result.image_id if result.stored else None,
+                                                 kind="upscale")
                 bigger = self.engine.upscale_params(result.params)
                 start = upscale_input(decode_png(result.png), bigger)
                 return actions.GenerationRun(self.engine, user, [bigger], init_image=start, strength=UPSCALE_STRENGTH,
@@ -817,6 +837,9 @@ class GeneratePage:
                     if not transparent:
                         buttons.append(("replay", "Reuse settings", lambda: self.reuse_result(result), "reuse"))
                         buttons.append(("zoom_out_map", "Upscale ×2", lambda: self.upscale(result), "upscale"))
+                    if self.x4_upscaler(result) is not None:
+                        buttons.append(("open_in_full", "Upscale ×4", lambda: self.upscale(result, x4=True),
+                                        "upscale-x4"))
                     if not transparent and self.can_cut_out:  # offered only where its model file is
                         buttons.append(("content_cut", "Remove background", lambda: self.remove_background(result),
                                         "remove-bg"))

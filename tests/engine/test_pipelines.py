@@ -134,3 +134,85 @@ def test_a_cancel_ends_the_call_within_a_step(catalog, models_dir, slug):
     assert len(run_pipeline(loaded.pipe, loaded.spec, [params], should_stop=lambda: False)) == 1
     denoiser = getattr(loaded.pipe, "unet", None) or loaded.pipe.transformer
     assert all(not module._forward_pre_hooks for module in denoiser.modules())
+
+
+@pytest.mark.parametrize("slug", ["tiny-sd", "tiny-sdxl"])
+def test_masks_go_through_the_dedicated_inpainting_checkpoint(catalog, models_dir, slug):
+    """SD and SDXL have inpainting checkpoints whose UNet takes the mask and the masked image (9 input channels):
+    a mask uses it when its weights are here, and the black of the mask still comes out as it was."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.generation.params import GenerationParams, check_inputs, run_pipeline
+
+    pipes = manager(catalog, models_dir)
+    spec = catalog.get(slug)
+    inpaint = pipes.inpaint_pipe(spec)
+    assert inpaint.unet.config.in_channels == 9
+    assert type(inpaint).__name__ == spec.inpaint_pipeline_class
+    assert [p.spec.slug for p in pipes.loaded()] == [spec.inpaint_model]  # the base model isn't loaded for it
+    source = Image.effect_noise((256, 256), 60).convert("RGB")
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (128, 0, 256, 256))
+
+    def inpainted(prompt):
+        params = check_inputs(GenerationParams(prompt=prompt, model=slug, width=256, height=256, steps=2, seed=3),
+                              spec)
+        return np.asarray(run_pipeline(inpaint, spec, [params], init_images=[source], strength=1.0,
+                                       mask=mask)[0]).astype(int)
+
+    first, second = inpainted("a blue door"), inpainted("a field of sunflowers at noon")
+    # Outside the mask (and its few feathered pixels) the source itself: this UNet redraws everything.
+    assert (first[:, :120] == np.asarray(source)[:, :120]).all()
+    assert np.abs(first[:, 192:] - second[:, 192:]).mean() > 0.5
+
+
+def test_without_the_checkpoint_a_mask_uses_the_model_itself(catalog, models_dir):
+    """Stable Diffusion XL names sdxl-inpainting, absent here (offline): its own weights inpaint."""
+    from dataclasses import replace
+
+    pipes = manager(catalog, models_dir)
+    spec = replace(catalog.get("tiny-sdxl"), inpaint_model="sdxl-inpainting")
+    assert not pipes.weights_here(catalog.get("sdxl-inpainting"))
+    inpaint = pipes.inpaint_pipe(spec)
+    assert inpaint.unet.config.in_channels == 4 and inpaint.unet is pipes.get("tiny-sdxl").pipe.unet
+
+
+def test_the_x4_upscaler_makes_four_times_the_size(catalog, models_dir):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from engine.errors import InvalidRequest
+    from engine.generation.params import ResolvedParams, run_pipeline, upscaled_x4
+
+    upscaler = catalog.get("tiny-sd-upscaler")
+    assert catalog.upscaler_for(catalog.get("tiny-sd")) == upscaler
+    assert catalog.upscaler_for(catalog.get("stable-diffusion")).slug == "sd-x4-upscaler"
+    made = ResolvedParams(prompt="a lighthouse", negative_prompt=None, model="tiny-sd", width=128, height=64,
+                          steps=2, guidance_scale=5.0, seed=7)
+    params = upscaled_x4(made, upscaler)
+    assert (params.model, params.width, params.height, params.seed) == ("tiny-sd-upscaler", 512, 256, 7)
+    loaded = manager(catalog, models_dir).get("tiny-sd-upscaler")
+    assert type(loaded.pipe).__name__ == "StableDiffusionUpscalePipeline"
+    steps = []
+    source = Image.effect_noise((128, 64), 60).convert("RGB")
+    out = run_pipeline(loaded.edit_pipe(), upscaler, [params], init_images=[source],
+                       on_step=lambda step, total: steps.append((step, total)) or True)
+    assert out[0].size == (512, 256) and steps == [(1, 2), (2, 2)]
+    with pytest.raises(InvalidRequest, match="up to 256 px"):
+        upscaled_x4(replace(made, width=512), upscaler)
+
+
+def test_helper_models_are_not_text_to_image_choices(catalog):
+    from engine.errors import InvalidRequest
+    from engine.generation.params import GenerationParams, check_inputs
+
+    listed = {spec.slug for spec in catalog.all()}
+    helpers = {spec.slug for spec in catalog.all(helpers=True)} - listed
+    assert helpers == {"sdxl-inpainting", "sd-x4-upscaler", "tiny-sd-inpaint", "tiny-sdxl-inpaint",
+                       "tiny-sd-upscaler"}
+    with pytest.raises(InvalidRequest, match="upscale model, not a text-to-image one"):
+        check_inputs(GenerationParams(prompt="x", model="tiny-sd-upscaler"), catalog.get("tiny-sd-upscaler"))
+    with pytest.raises(InvalidRequest, match="not a text-to-image one"):
+        catalog.check_alias("my-model", "tiny-sd-inpaint")

@@ -11,7 +11,9 @@ def test_tiny_models_are_saved_as_diffusers_folders(models_dir):
     for slug in TINY_MODEL_SLUGS:
         folder = models_dir / slug
         index = json.loads((folder / "model_index.json").read_text())
-        assert index["_class_name"] in {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "FluxPipeline"}
+        assert index["_class_name"] in {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "FluxPipeline",
+                                        "StableDiffusionInpaintPipeline", "StableDiffusionXLInpaintPipeline",
+                                        "StableDiffusionUpscalePipeline"}
         assert list(folder.glob("vae/*.safetensors"))
 
 

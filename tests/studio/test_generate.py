@@ -414,6 +414,21 @@ async def test_upscale_a_result_twice_the_size_recorded_like_a_generation(user, 
     assert engine.meter.usage(member_account.workspace_id)["counts"]["day"][0] == 2  # metered like any image
 
 
+async def test_upscale_four_times_with_the_diffusers_upscaler(user, engine, member_account):
+    """Offered where the x4 upscaler's weights are (for the tiny models, the tiny upscaler: always)."""
+    await sign_in(user, USER_EMAIL)
+    set_value(user, "model", "tiny-sd")  # 256×256 by default
+    await generate(user, "a small boat")
+    (small,) = images_of(engine, member_account.id)
+    user.find(marker="upscale-x4").click()
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 60)
+    big = images_of(engine, member_account.id)[-1]
+    assert (big.kind, big.model, big.width, big.height, big.seed) == ("upscale", "tiny-sd-upscaler", 1024, 1024,
+                                                                      small.seed)
+    assert big.source_image_id == small.id and big.strength is None
+    await user.should_see(content="upscale · tiny-sd-upscaler · 1024×1024")
+
+
 def test_a_painted_mask_is_white_where_painted_and_inverts():
     from studio.mask import mask_from_strokes
 
