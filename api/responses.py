@@ -84,15 +84,23 @@ def base_url(request: Request, engine: ImageEngine) -> str:
     return (engine.settings.public_url or str(request.base_url)).rstrip("/")
 
 
-def hosted_image_url(request: Request, engine: ImageEngine, image_id: str) -> str:
+def hosted_image_url(request: Request, engine: ImageEngine, image_id: str, file_path: str | None = None) -> str:
     """A stored image's link, signed so that it works without a key until it expires."""
-    return base_url(request, engine) + signed_image_path(image_id, engine.keys.image_links)
+    return hosted_link(base_url(request, engine), engine, image_id, file_path)
+
+
+def hosted_link(base: str, engine: ImageEngine, image_id: str, file_path: str | None = None) -> str:
+    """Our signed link to a stored image, or the presigned URL of its object where the admin chose those (and
+    the image's place is known)."""
+    presigned = engine.presigned_image_url(file_path) if file_path else None
+    return presigned or base + signed_image_path(image_id, engine.keys.image_links)
 
 
 def image_payload(result: GenerationResult, request: Request, engine: ImageEngine, storage: dict,
                   **extra) -> dict:
     """The image part of a response: a hosted, signed URL when stored, else a data URL."""
-    image = url = hosted_image_url(request, engine, result.image_id) if result.stored else data_url(result.png)
+    image = url = (hosted_image_url(request, engine, result.image_id, result.file_path) if result.stored
+                   else data_url(result.png))
     return {
         "id": result.image_id, "job_id": result.job_id, "image": image, "image_url": url, "format": "png",
         **generation_info(result.params.as_dict()), "duration_ms": result.duration_ms,
@@ -238,8 +246,8 @@ def job_event(future, task, engine: ImageEngine, base: str) -> tuple[str, dict]:
         data["error"] = error.message if isinstance(error, EngineError) else "the job failed"
         return ("job.cancelled" if cancelled else "job.failed"), data
     result = future.result()
-    url = base + (signed_image_path(result.image_id, engine.keys.image_links) if result.stored
-                  else signed_result_path(result.job_id, engine))
+    url = (hosted_link(base, engine, result.image_id, result.file_path) if result.stored
+           else base + signed_result_path(result.job_id, engine))
     data["result"] = {"id": result.image_id, "job_id": result.job_id, "image_url": url, "stored": result.stored,
                       "format": "png", **generation_info(result.params.as_dict()), "duration_ms": result.duration_ms}
     return "job.succeeded", data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -39,6 +39,18 @@ class Settings(BaseSettings):
     channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs (GPU and CPU).")
 
     storage_enabled: bool = True
+    storage_url: str | None = Field(
+        default=None, description="s3://bucket/prefix: stored images and unstored results in S3-compatible object "
+                                  "storage (AWS S3, MinIO, R2, SeaweedFS); default: files in data_dir.")
+    s3_endpoint_url: str | None = Field(default=None, description="The S3 API's URL for a non-AWS service.")
+    s3_region: str | None = Field(default=None, description="The bucket's region (us-east-1 if unset).")
+    s3_access_key_id: str | None = Field(default=None, description="Unset: boto3's own chain (AWS_* variables, roles).")
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="auto: path-style with an s3_endpoint_url (MinIO, SeaweedFS), else virtual-host.")
+    hosted_links: Literal["signed", "presigned"] = Field(
+        default="signed", description="Links to stored images: our signed links (served by this API) or presigned "
+                                      "URLs of the objects (served by the storage itself; needs storage_url).")
     result_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60,
                                     description="How long GET /jobs/{id} can still return an image that was not stored.")
     cors_strict: bool = Field(
@@ -72,6 +84,22 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        if value:
+            from engine.storage.objects import S3Location
+
+            S3Location.parse(value)  # a ValueError: pydantic's clear message at start-up
+        return value or None
+
+    @model_validator(mode="after")
+    def _presigned_needs_objects(self):
+        if self.hosted_links == "presigned" and not self.storage_url:
+            raise ValueError("hosted_links=presigned needs storage_url (s3://bucket/prefix): files on disk have no "
+                             "presigned URLs")
+        return self
 
     def uvicorn_proxy_options(self) -> dict:
         """uvicorn believes X-Forwarded-* only from the configured proxies (its own default trusts 127.0.0.1,

@@ -52,6 +52,7 @@ from engine.generation.pipelines import PipelineManager, WeightsState, diffusers
 from engine.generation.worker import LocalWorker, Task
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage.files import ImageStore
+from engine.storage.objects import S3ImageStore, S3Location, S3ResultCache, s3_client
 from engine.storage.gallery import Gallery
 from engine.storage.results import ResultCache
 from engine.webhooks.deliveries import Webhooks
@@ -62,12 +63,25 @@ HOUSEKEEPING_INTERVAL_S = 300.0
 OUTBOUND_WORKERS = 8
 DEVICE_PROBE_TIMEOUT_S = 5.0
 PROBE_REUSE_S = 1.0  # a probe's answer serves the health checks of the next second
+PRESIGNED_LINK_TTL_S = 7 * 86400  # the longest S3 allows
 
 
 def _preload_pipeline_modules() -> None:
     names = {pipeline for pair in FAMILY_PIPELINES.values() for pipeline in pair if pipeline}
     for name in sorted(names | set(FAMILY_INPAINT_PIPELINES.values())):
         diffusers_class(name)
+
+
+def image_stores(settings: Settings, owner: str) -> tuple[ImageStore | S3ImageStore, ResultCache | S3ResultCache]:
+    """Where stored images and unstored results go: files in the data folder, or S3-compatible objects."""
+    ttl_s = settings.result_ttl_minutes * 60
+    if not settings.storage_url:
+        return ImageStore(settings.images_dir, owner=owner), ResultCache(settings.results_dir, ttl_s=ttl_s)
+    secret = settings.s3_secret_access_key
+    client = s3_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id,
+                       secret.get_secret_value() if secret else None, settings.s3_addressing_style)
+    location = S3Location.parse(settings.storage_url)
+    return S3ImageStore(client, location), S3ResultCache(client, location, ttl_s=ttl_s)
 
 
 def storage_description(plan) -> str:
@@ -98,8 +112,7 @@ class ImageEngine:
                                          allow_downloads=settings.allow_downloads, compile=settings.compile,
                                          channels_last=settings.channels_last)
         self.identity = ProcessIdentity(settings.data_dir / "processes")
-        self.store = ImageStore(settings.images_dir, owner=self.identity.id)
-        self.results = ResultCache(settings.results_dir, ttl_s=settings.result_ttl_minutes * 60)
+        self.store, self.results = image_stores(settings, owner=self.identity.id)
         self.gallery = Gallery(self.db, self.store)
         self.jobs = JobRunner(self.db, self.pipelines, self.store, self.results)
         self.accounts = Accounts(self.db)
@@ -299,6 +312,13 @@ class ImageEngine:
         times the size, run as an edit (kind ``upscale``) of the image resized with ``upscale_input`` at
         ``UPSCALE_STRENGTH``; it works with any model. Raises when the model can't make it bigger."""
         return upscaled(params, self.catalog.get(params.model), factor)
+
+    def presigned_image_url(self, file_path: str) -> str | None:
+        """A presigned URL of a stored image's object, when the admin chose them for hosted links; else None (our
+        signed link is the link). Signed locally: no request to the storage."""
+        if self.settings.hosted_links != "presigned":
+            return None
+        return self.store.presigned_url(file_path, PRESIGNED_LINK_TTL_S)
 
     def upscalers_here(self) -> set[str]:
         """The x4 upscalers whose weights are on this machine (blocking: looks at the disk)."""

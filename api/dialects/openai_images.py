@@ -18,6 +18,7 @@ from api.responses import (
     FastJSONResponse,
     base_url,
     encoded_as,
+    hosted_link,
     idempotent,
     image_response,
     metered,
@@ -119,7 +120,9 @@ def data_item(request: Request, engine: ImageEngine, result: GenerationResult, r
         item["b64_json"] = base64.b64encode(encoded_as(result.png, output_format)).decode()
         return item
     fmt = "" if output_format == "png" else f"&format={output_format}"
-    if result.stored:
+    if result.stored and output_format == "png":
+        item["url"] = hosted_link(base_url(request, engine), engine, result.image_id, result.file_path)
+    elif result.stored:  # converted on the way out: our link, never the object's
         item["url"] = base_url(request, engine) + signed_image_path(result.image_id, engine.keys.image_links) + fmt
     else:  # not stored on this plan: a signed link to the job's short-lived copy
         item["url"] = base_url(request, engine) + signed_result_path(result.job_id, engine) + fmt

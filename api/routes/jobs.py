@@ -59,7 +59,7 @@ def get_job(job_id: str, request: Request, user: CurrentUser, engine: EngineDep,
     if job.status == JobStatus.SUCCEEDED and job.result:
         result, params = job.result, job.result["params"]
         if result["stored"]:
-            url = download = hosted_image_url(request, engine, result["image_id"])
+            url = download = hosted_image_url(request, engine, result["image_id"], result.get("file_path"))
         else:
             png = engine.results.get(job.id)
             download = base_url(request, engine) + signed_result_path(job.id, engine) if png else None

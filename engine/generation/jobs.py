@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def job_result(result: GenerationResult) -> dict:
     """What a finished job keeps for later polling (an image not stored waits in the ResultCache)."""
     return {"image_id": result.image_id, "params": result.params.as_dict(), "stored": result.stored,
-            "duration_ms": result.duration_ms, "kind": result.kind}
+            "duration_ms": result.duration_ms, "kind": result.kind, "file_path": result.file_path}
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class GenerationResult:
     kind: str = "generate"
     strength: float | None = None
     source_image_id: str | None = None
+    file_path: str | None = None  # where a stored image is, relative to the store (for presigned links)
 
 
 PROGRESS_SYNC_S = 1.0
@@ -207,14 +208,14 @@ class JobRunner:
         """Store the image and its record, mark the job done; returns the task's result."""
         duration_ms = int((time.perf_counter() - started) * 1000)
         image_id, now = new_id("img"), utcnow()
-        result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
-                                  duration_ms=duration_ms, kind=job.kind, strength=job.strength,
-                                  source_image_id=job.source_image_id)
         if job.store:
             relative = self.store.save(image_id, png, now.strftime("%Y/%m"))
         else:
             relative = None
             self.results.put(task.id, png)
+        result = GenerationResult(job_id=task.id, image_id=image_id, params=job.params, png=png, stored=job.store,
+                                  duration_ms=duration_ms, kind=job.kind, strength=job.strength,
+                                  source_image_id=job.source_image_id, file_path=relative)
         p = job.params
         record = ImageRecord(
             id=image_id, user_id=job.user.id, workspace_id=job.user.workspace_id, job_id=task.id, model=p.model,
