@@ -52,8 +52,8 @@ from engine.generation.pipelines import PipelineManager, WeightsState, diffusers
 from engine.generation.worker import LocalWorker, Task
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage.files import ImageStore
-from engine.storage.objects import S3ImageStore, S3Location, S3ResultCache, s3_client
 from engine.storage.gallery import Gallery
+from engine.storage.objects import S3ImageStore, S3Location, S3ResultCache, s3_client
 from engine.storage.results import ResultCache
 from engine.webhooks.deliveries import Webhooks
 
