@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import re
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 
 from api.dialects import automatic1111, openai_edits, openai_images
 from api.errors import RequestContextMiddleware, dialect_error, install_error_handlers
 from api.middleware import ApiLogMiddleware, HeadAsGet, PublicApiCors
-from api.responses import ok
+from api.responses import announce_resumed_job, ok
 from api.routes import api_router, downloads
 from engine import __version__
 from engine.config import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, engine: ImageEngine | None = No
         description="Self-hosted image generation. Authenticate with `Authorization: Bearer sk_live_…`.",
     )
     app.state.engine = engine
+    engine.resumed_job_ended = partial(announce_resumed_job, engine)
     install_error_handlers(app)
     # Outermost last: CORS headers go on every API response, errors from the request context included.
     app.add_middleware(HeadAsGet)

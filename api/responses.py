@@ -22,6 +22,7 @@ from engine.data.tables import User
 from engine.errors import Conflict, EngineError, InvalidRequest, JobCancelled
 from engine.generation.jobs import GenerationResult
 from engine.generation.png import data_url
+from engine.generation.resumable import AsyncJob
 from engine.service import ImageEngine
 from engine.storage.gallery import signed_image_path, signed_query
 
@@ -251,6 +252,24 @@ def job_event(future, task, engine: ImageEngine, base: str) -> tuple[str, dict]:
     data["result"] = {"id": result.image_id, "job_id": result.job_id, "image_url": url, "stored": result.stored,
                       "format": "png", **generation_info(result.params.as_dict()), "duration_ms": result.duration_ms}
     return "job.succeeded", data
+
+
+def async_job_of(request: Request, engine: ImageEngine, run_async: bool,
+                 webhook: tuple[str, str] | None) -> AsyncJob | None:
+    """What an async request's job keeps as data, to be run and announced by another process if this one dies;
+    None for a request that waits for its image."""
+    if not wants_async(request, run_async):
+        return None
+    return AsyncJob(webhook=webhook, base_url=base_url(request, engine))
+
+
+def announce_resumed_job(engine: ImageEngine, task, future, request: dict) -> None:
+    """The webhook of an async job that another process accepted and this one finished (engine.resumed_job_ended):
+    the same event the accepting process would have sent."""
+    if request.get("webhook"):
+        key_id, url = request["webhook"]
+        event, data = job_event(future, task, engine, request["base_url"])
+        engine.webhooks.enqueue(key_id, task.owner, task.id, url, event, data)
 
 
 async def respond_with_image(request: Request, engine: ImageEngine, admission: Admission, task, *, storage: dict,

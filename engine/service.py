@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -49,9 +50,18 @@ from engine.generation.params import (
     upscaled_x4,
 )
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
+from engine.generation.resumable import (
+    MAX_REQUEUES,
+    AsyncJob,
+    decoded,
+    generation_job,
+    input_refs,
+    job_request,
+    png_bytes,
+)
 from engine.generation.worker import LocalWorker, Task
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
-from engine.storage.files import ImageStore
+from engine.storage.files import ImageStore, StorageError
 from engine.storage.gallery import Gallery
 from engine.storage.objects import S3ImageStore, S3Location, S3ResultCache, s3_client
 from engine.storage.results import ResultCache
@@ -72,16 +82,23 @@ def _preload_pipeline_modules() -> None:
         diffusers_class(name)
 
 
-def image_stores(settings: Settings, owner: str) -> tuple[ImageStore | S3ImageStore, ResultCache | S3ResultCache]:
-    """Where stored images and unstored results go: files in the data folder, or S3-compatible objects."""
+INPUTS_TTL_S = 86400  # an async job's input images wait for it this long at most (it normally ends in minutes)
+
+
+def image_stores(settings: Settings, owner: str) -> tuple[ImageStore | S3ImageStore, ResultCache | S3ResultCache,
+                                                         ResultCache | S3ResultCache]:
+    """Where stored images, unstored results and async jobs' input images go: files in the data folder, or
+    S3-compatible objects."""
     ttl_s = settings.result_ttl_minutes * 60
     if not settings.storage_url:
-        return ImageStore(settings.images_dir, owner=owner), ResultCache(settings.results_dir, ttl_s=ttl_s)
+        return (ImageStore(settings.images_dir, owner=owner), ResultCache(settings.results_dir, ttl_s=ttl_s),
+                ResultCache(settings.data_dir / "inputs", ttl_s=INPUTS_TTL_S))
     secret = settings.s3_secret_access_key
     client = s3_client(settings.s3_endpoint_url, settings.s3_region, settings.s3_access_key_id,
                        secret.get_secret_value() if secret else None, settings.s3_addressing_style)
     location = S3Location.parse(settings.storage_url)
-    return S3ImageStore(client, location), S3ResultCache(client, location, ttl_s=ttl_s)
+    return (S3ImageStore(client, location), S3ResultCache(client, location, ttl_s=ttl_s),
+            S3ResultCache(client, location, ttl_s=INPUTS_TTL_S, folder="inputs"))
 
 
 def storage_description(plan) -> str:
@@ -112,7 +129,7 @@ class ImageEngine:
                                          allow_downloads=settings.allow_downloads, compile=settings.compile,
                                          channels_last=settings.channels_last)
         self.identity = ProcessIdentity(settings.data_dir / "processes")
-        self.store, self.results = image_stores(settings, owner=self.identity.id)
+        self.store, self.results, self.inputs = image_stores(settings, owner=self.identity.id)
         self.gallery = Gallery(self.db, self.store)
         self.jobs = JobRunner(self.db, self.pipelines, self.store, self.results)
         self.accounts = Accounts(self.db)
@@ -143,6 +160,9 @@ class ImageEngine:
         self._probe_lock = threading.Lock()
         self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Called when a job resumed here (its accepting process died) ends: (task, future, the job's request).
+        # The API sets it, to send the job's webhook as the accepting process would have.
+        self.resumed_job_ended: Callable[[Task, Future, dict], None] | None = None
 
     # -- policy ------------------------------------------------------------------------------
     def storage_for(self, user: User) -> dict:
@@ -196,9 +216,12 @@ class ImageEngine:
             try:
                 self._renew_leases()
                 self._cancel_requested_elsewhere()
+                recovered = self.recover_abandoned()  # each beat: an async job of a dead peer goes on soon
+                if any(recovered.values()):
+                    log.info("recovered: %s", recovered)
                 if time.monotonic() >= next_housekeeping:
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
-                    removed = self.housekeeping() | self.recover_abandoned()
+                    removed = self.housekeeping() | {"input_images": self.inputs.purge()}
                     if any(removed.values()):
                         log.info("housekeeping: %s", removed)
             except Exception:  # a busy database or a full disk now must not end the loop: log it, try later
@@ -216,24 +239,80 @@ class ImageEngine:
 
     def recover_abandoned(self) -> dict[str, int]:
         """Work nobody will finish: jobs and charges whose lease ran out, or whose process is known dead (a
-        crash, on this box). Jobs are marked failed, charges given back; a live process's work is untouched."""
+        crash, on this box). An async job kept as data is claimed and run here (once); other jobs are marked
+        failed and their charges given back. A live process's work is untouched."""
         now = utcnow()
         with session_scope(self.db) as session:
             job_owners = set(session.exec(select(Job.process_id).distinct().where(
                 Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.lease_expires_at > now)).all())
         dead = self.identity.dead((job_owners | self.meter.charge_owners(now)) - {None})
+        claimed, failed = [], 0
         with session_scope(self.db) as session:
-            stale = session.exec(select(Job).where(
+            query = select(Job.id, Job.process_id, Job.request, Job.attempts).where(
                 Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
                 or_(Job.process_id.is_(None),  # made before leases: nobody vouches for it
                     and_(Job.process_id != self.identity.id,
                          or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now, Job.process_id.in_(dead)))))
-            ).all()
-            for job in stale:
-                job.status, job.error, job.finished_at = JobStatus.FAILED, "interrupted by a server restart", now
-                session.add(job)
+            if session.connection().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)  # a peer recovering now takes the others
+            for job_id, owner, request, attempts in session.exec(query).all():
+                # Conditional on the owner it was read with: of two processes recovering at once, one wins.
+                owned_by = Job.process_id.is_(None) if owner is None else Job.process_id == owner
+                if request is not None and attempts < MAX_REQUEUES:
+                    changes = {"status": JobStatus.QUEUED, "process_id": self.identity.id,
+                               "lease_expires_at": now + LEASE, "attempts": attempts + 1, "started_at": None,
+                               "progress_step": None, "progress_total": None}
+                else:
+                    changes = {"status": JobStatus.FAILED, "error": "interrupted by a server restart",
+                               "finished_at": now}
+                won = session.exec(update(Job).where(Job.id == job_id, owned_by,
+                                                     Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                                   .values(**changes)).rowcount == 1
+                if won and changes["status"] == JobStatus.QUEUED:
+                    self.meter.adopt_charge(session, request.get("charge_id"), now + LEASE)  # not refunded below
+                    claimed.append(job_id)
+                failed += won and changes["status"] == JobStatus.FAILED
             session.commit()
-        return {"interrupted_jobs": len(stale), "refunded_charges": self.meter.refund_abandoned(dead, now)}
+        for job_id in claimed:
+            self._resume(job_id)
+        return {"interrupted_jobs": failed, "resumed_jobs": len(claimed),
+                "refunded_charges": self.meter.refund_abandoned(dead, now)}
+
+    def _resume(self, job_id: str) -> None:
+        """Run a claimed async job from its row; its charge is settled here when it ends."""
+        with read_scope(self.db) as session:
+            row = session.get(Job, job_id)
+            user = session.get(User, row.user_id) if row.user_id else None
+        request = row.request
+        refs = request["inputs"] + ([request["mask"]] if request["mask"] else [])
+        try:
+            if user is None or not user.is_active:
+                raise NotFound("the job's account is gone")
+            images = []
+            for ref in refs:
+                data = self.inputs.get(ref)
+                if data is None:
+                    raise NotFound("the job's input image is gone")
+                images.append(decoded(data))
+            mask = images.pop() if request["mask"] else None
+            job = generation_job(row.kind, row.params, request, user)
+            task = Task(id=row.id, owner=user.id, **self._task_fields(job, images, mask, request["run_strength"]))
+        except EngineError as exc:
+            self.jobs.update_job(job_id, status=JobStatus.FAILED, error=f"could not resume the job: {exc.message}",
+                                 finished_at=utcnow())
+            self.meter.release_charge(request.get("charge_id"))
+            self._forget_inputs(refs)
+            return
+        log.info("resuming job %s (its process is gone)", job_id)
+
+        def ended(future: Future) -> None:
+            self.meter.release_charge(request.get("charge_id"))  # what it still holds: the delivered part stays
+            self._forget_inputs(refs)
+            if self.resumed_job_ended is not None:
+                self.resumed_job_ended(task, future, request)
+
+        task.future.add_done_callback(ended)
+        self.worker.submit(task)
 
     # -- models ------------------------------------------------------------------------------
     def resolve_model(self, slug: str | None) -> tuple[ModelSpec, str, str | None]:
@@ -281,11 +360,13 @@ class ImageEngine:
     def submit_generation(self, user: User, params: GenerationParams | ResolvedParams, *, store: bool | None = None,
                           kind: str = "generate", init_image: Image.Image | list[Image.Image] | None = None,
                           strength: float = 0.6, mask: Image.Image | None = None, charge_id: str | None = None,
-                          cost: int = 0, source_image_id: str | None = None) -> Task:
+                          cost: int = 0, source_image_id: str | None = None,
+                          async_job: AsyncJob | None = None) -> Task:
         """Validate now (errors raise here), then queue; the task's future gives a GenerationResult.
 
         Text-to-image requests may be batched with compatible ones; edits (``init_image``: one image, or
-        several for FLUX.2's references; with ``mask``: inpainting) run alone.
+        several for FLUX.2's references; with ``mask``: inpainting) run alone. ``async_job``: nobody waits for it
+        on a connection (a 202): it is kept as data and outlives this process (engine/generation/resumable.py).
         """
         resolved = params if isinstance(params, ResolvedParams) else self.prepare(params)
         init_images = init_image if isinstance(init_image, list) else [init_image] if init_image is not None else None
@@ -301,11 +382,19 @@ class ImageEngine:
                 "source_image_id": source_image_id} if init_images else {}
         job = GenerationJob(user=user, params=resolved, store=self.settings.storage_enabled if store is None else store,
                             kind=kind, charge_id=charge_id, cost=cost, **edit)
-        if init_images:
-            return self._submit(user, kind, resolved.as_dict(),
-                                run=lambda task: self.jobs.run_edit(task, job, init_images, strength, mask))
-        return self._submit(user, kind, resolved.as_dict(), batch_key=resolved.batch_key(),
-                            run_batch=self.jobs.run_generation_batch, payload=job)
+        return self._submit(job, async_job, init_images or [], mask, strength)
+
+    def _task_fields(self, job: GenerationJob, images: list[Image.Image], mask: Image.Image | None,
+                     strength: float) -> dict:
+        """How the worker runs a job: text-to-image batched with compatible ones; edits and cut-outs alone."""
+        if job.kind == "remove_background":
+            remover = self.background_remover()
+            return {"run": lambda task: self.jobs.run_background_removal(task, job, remover, images[0]),
+                    "payload": job}
+        if images:
+            return {"run": lambda task: self.jobs.run_edit(task, job, images, strength, mask), "payload": job,
+                    "inputs": (images, mask, strength)}
+        return {"batch_key": job.params.batch_key(), "run_batch": self.jobs.run_generation_batch, "payload": job}
 
     def upscale_params(self, params: ResolvedParams, factor: float = 2.0) -> ResolvedParams:
         """An upscale ("hires fix") of an image made with ``params``: the same prompt, model and seed at ``factor``
@@ -335,17 +424,40 @@ class ImageEngine:
                                    f"`imagestudio models pull {upscaler.slug}`, or upscale ×2 with any model")
         return upscaled_x4(params, upscaler)
 
-    def _submit(self, user: User, kind: str, params: dict, **task_fields) -> Task:
-        job = Job(user_id=user.id, kind=kind, params=params, process_id=self.identity.id,
+    def _submit(self, job: GenerationJob, async_job: AsyncJob | None, images: list[Image.Image],
+                mask: Image.Image | None, strength: float) -> Task:
+        """The job's row first (with an async job's request and its inputs kept), then the worker's queue."""
+        row = Job(user_id=job.user.id, kind=job.kind, params=job.params.as_dict(), process_id=self.identity.id,
                   lease_expires_at=utcnow() + LEASE)
+        refs: list[str] = []
+        if async_job is not None:
+            inputs, mask_ref = input_refs(row.id, len(images), mask is not None)
+            for ref, image in zip(inputs, images, strict=True):
+                self.inputs.put(ref, png_bytes(image))
+            if mask_ref:
+                self.inputs.put(mask_ref, png_bytes(mask))
+            refs = inputs + ([mask_ref] if mask_ref else [])
+            row.request = job_request(job, async_job, inputs, mask_ref, strength)
         with session_scope(self.db) as session:
-            session.add(job)
+            session.add(row)
             session.commit()
         try:
-            return self.worker.submit(Task(id=job.id, owner=user.id, **task_fields))
+            task = self.worker.submit(Task(id=row.id, owner=job.user.id,
+                                           **self._task_fields(job, images, mask, strength)))
         except EngineError as exc:
-            self.jobs.update_job(job.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
+            self.jobs.update_job(row.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
+            self._forget_inputs(refs)
             raise
+        if refs:
+            task.future.add_done_callback(lambda _future: self._forget_inputs(refs))
+        return task
+
+    def _forget_inputs(self, refs: list[str]) -> None:
+        for ref in refs:
+            try:
+                self.inputs.delete(ref)
+            except StorageError:  # housekeeping removes what is left after a day
+                log.warning("could not delete the input image %s", ref)
 
     def authenticate(self, token: str) -> tuple[User, str]:
         """The user behind an API key or a session token, and the key's prefix for the log ("session" for a token).
@@ -420,7 +532,8 @@ class ImageEngine:
         return self.submit_generation(user, params, **kwargs).future.result()
 
     def submit_background_removal(self, user: User, image: Image.Image, *, prompt: str = "",
-                                  store: bool | None = None, charge_id: str | None = None, cost: int = 0) -> Task:
+                                  store: bool | None = None, charge_id: str | None = None, cost: int = 0,
+                                  async_job: AsyncJob | None = None) -> Task:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
         remover = self.background_remover()
         remover.load()  # a missing model file fails now, before anything is queued or charged
@@ -430,9 +543,7 @@ class ImageEngine:
         job = GenerationJob(user=user, params=params, kind="remove_background",
                             store=self.settings.storage_enabled if store is None else store,
                             charge_id=charge_id, cost=cost)
-
-        return self._submit(user, job.kind, params.as_dict(),
-                            run=lambda task: self.jobs.run_background_removal(task, job, remover, image))
+        return self._submit(job, async_job, [image], None, 0.0)
 
     def background_remover(self):
         if self._background_remover is None:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from api.deps import Account, AccountDep, EngineDep
 from api.errors import error_for, validation_details
 from api.responses import (
+    async_job_of,
     error_responses,
     idempotent,
     image_payload,
@@ -89,7 +90,8 @@ async def _single(request: Request, body: GenerateRequest, account: Account, eng
 
     async def work(admission: Admission):
         task = await asyncio.to_thread(engine.submit_generation, account.user, resolved, store=storage["store"],
-                                       kind=kind, charge_id=admission.charge_id, cost=cost)
+                                       kind=kind, charge_id=admission.charge_id, cost=cost,
+                                       async_job=async_job_of(request, engine, body.run_async, webhook))
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, variant=kind, webhook=webhook)
 

@@ -15,7 +15,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 
 from api.deps import Account, AccountDep, EngineDep
-from api.responses import error_responses, idempotent, metered, ok, outbound, respond_with_image, webhook_target
+from api.responses import (
+    async_job_of,
+    error_responses,
+    idempotent,
+    metered,
+    ok,
+    outbound,
+    respond_with_image,
+    webhook_target,
+)
 from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
@@ -122,7 +131,8 @@ async def _remove_background(request: Request, body: ImageStudioRequest, account
         image = await _load_input(engine, body.input_image)  # admitted first: over its limits, no fetch at all
         task = await asyncio.to_thread(engine.submit_background_removal, account.user, image,
                                        prompt=body.prompt or "", store=storage["store"],
-                                       charge_id=admission.charge_id, cost=cost)
+                                       charge_id=admission.charge_id, cost=cost,
+                                       async_job=async_job_of(request, engine, body.run_async, webhook))
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True, webhook=webhook,
                                         action="remove_background", variant="remove_background")
@@ -146,7 +156,8 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
             params = (await asyncio.to_thread(_prepare, engine, body, image))[0]
         task = await asyncio.to_thread(engine.submit_generation, account.user, params, store=storage["store"],
                                        kind=action, init_image=image, strength=body.strength,
-                                       charge_id=admission.charge_id, cost=cost)
+                                       charge_id=admission.charge_id, cost=cost,
+                                       async_job=async_job_of(request, engine, body.run_async, webhook))
         return await respond_with_image(request, engine, admission, task, storage=storage, cost=cost,
                                         run_async=body.run_async, image_url_on_top=True, action=action,
                                         variant=action, webhook=webhook)

@@ -315,6 +315,23 @@ class Meter:
                                refund_credits=charge.credits, images=0)
         return len(charges)
 
+    def adopt_charge(self, session, charge_id: str | None, until: datetime) -> None:
+        """This process takes over a charge (of a job it resumes), inside the transaction that claims the job."""
+        if charge_id:
+            session.exec(update(PendingCharge).where(PendingCharge.id == charge_id)
+                         .values(process_id=self.process_id, lease_expires_at=until))
+
+    def release_charge(self, charge_id: str | None) -> None:
+        """Settle a charge whose admission is gone (a resumed job's): what it still holds was not delivered and
+        goes back; what was delivered left it in the transaction that recorded the image."""
+        if not charge_id:
+            return
+        with read_scope(self._db) as session:
+            charge = session.get(PendingCharge, charge_id)
+        if charge is not None:
+            self._settle_units(charge.id, charge.workspace_id, charge.periods, refund_requests=charge.requests,
+                               refund_credits=charge.credits, images=0)
+
     def renew_leases(self, until: datetime) -> None:
         """This process holds its charges until ``until`` (the heartbeat; ``now`` to let them go)."""
         with session_scope(self._db) as session:

@@ -165,6 +165,11 @@ class Job(SQLModel, table=True):
     progress_step: int | None = None
     progress_total: int | None = None
     cancel_requested: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # An async job as plain data (engine/generation/resumable.py): what any process needs to run it again after
+    # the one that accepted it died (its admission, storage choice, input images' references, webhook). Null: it
+    # lives and dies with its process (a waiting caller, the studio).
+    request: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # times it was queued again
 
 
 class CustomModel(SQLModel, table=True):

@@ -35,7 +35,8 @@ class Task:
     run: Callable[[Task], Any] | None = None  # runs one task, returns its result
     batch_key: Hashable | None = None  # tasks with equal keys may run together
     run_batch: Callable[[list[Task]], None] | None = None  # runs several; sets each task's future itself
-    payload: Any = None  # what run_batch needs to know about this task
+    payload: Any = None  # what run_batch needs to know about this task (a GenerationJob)
+    inputs: Any = None  # an edit's (images, mask, strength), for workers that run it elsewhere (Ray)
     future: Future = field(default_factory=Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     step: int = 0

@@ -119,15 +119,16 @@ class S3ImageStore:
 
 
 class S3ResultCache:
-    """Unstored results as objects ``prefix/results/job_….png`` with their expiry in the metadata."""
+    """Unstored results as objects ``prefix/results/job_….png`` with their expiry in the metadata (``folder``
+    "inputs": an async job's input images, kept until it ends)."""
 
-    def __init__(self, client, location: S3Location, ttl_s: float):
-        self.client, self.location, self.ttl_s = client, location, ttl_s
+    def __init__(self, client, location: S3Location, ttl_s: float, folder: str = "results"):
+        self.client, self.location, self.ttl_s, self.folder = client, location, ttl_s, folder
 
     def _key(self, job_id: str) -> str:
         if not job_id.replace("_", "").isalnum():
             raise StorageError("invalid job id")
-        return self.location.key("results", f"{job_id}.png")
+        return self.location.key(self.folder, f"{job_id}.png")
 
     def put(self, job_id: str, png: bytes) -> None:
         expires = str(int(time.time() + self.ttl_s))
@@ -158,7 +159,7 @@ class S3ResultCache:
         """Delete expired results (by their metadata); returns how many."""
         now, expired = time.time(), []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.key("results") + "/"):
+        for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.key(self.folder) + "/"):
             for item in page.get("Contents", []):
                 try:
                     head = self.client.head_object(Bucket=self.location.bucket, Key=item["Key"])

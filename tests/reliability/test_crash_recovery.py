@@ -1,5 +1,5 @@
-"""SIGKILL the real server in the middle of a generation job, start it again on the same data dir, and check
-that nothing was lost or left half done."""
+"""SIGKILL the real server in the middle of an async generation job, start it again on the same data dir, and check
+that nothing was lost or left half done: the job, kept as data, runs again after the restart and is charged once."""
 
 import os
 import signal
@@ -12,8 +12,8 @@ import pytest
 
 from tests.server_process import Server, create_key, server_env
 
-SLOW_JOB = {"prompt": "a slow lighthouse", "model": "tiny-sdxl", "width": 1024, "height": 1024, "steps": 50,
-            "async": True}  # about a second per step on two CPU cores: plenty of time to be killed mid-job
+SLOW_JOB = {"prompt": "a slow lighthouse", "model": "tiny-sdxl", "width": 1024, "height": 1024, "steps": 20,
+            "seed": 42, "async": True}  # about a second per step on two CPU cores: time to be killed mid-job
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,12 @@ def crashed(tmp_path_factory, models_dir):
     second = Server(env, log).start()
     try:
         with httpx.Client(base_url=second.base, headers=auth, timeout=60) as http:
-            seen["job_after"] = http.get(f"/api/v1/jobs/{job_id}").json()["data"]
+            seen["job_on_restart"] = http.get(f"/api/v1/jobs/{job_id}").json()["data"]
+            deadline = time.monotonic() + 120
+            while (job := http.get(f"/api/v1/jobs/{job_id}").json()["data"])["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.2)
+            seen["job_after"] = job
             seen["usage_after"] = http.get("/api/v1/usage").json()["data"]
             seen["images_after"] = [(image_id, http.get(f"/api/v1/images/{image_id}").content)
                                     for image_id, _ in stored]
@@ -85,16 +90,18 @@ def file_records(db_path) -> list[str]:
         return sorted(row[0] for row in conn.execute("SELECT file_path FROM imagerecord WHERE file_path IS NOT NULL"))
 
 
-def test_the_interrupted_job_is_marked_failed(crashed):
+def test_the_interrupted_async_job_runs_again_after_the_restart(crashed):
+    assert crashed["job_on_restart"]["status"] in ("queued", "running")  # claimed at start-up, not failed
     job = crashed["job_after"]
-    assert job["status"] == "failed" and "interrupted by a server restart" in job["error"]
-    assert job["result"] is None and job["finished_at"]
+    assert job["status"] == "succeeded", job
+    assert job["result"]["seed"] == 42 and "/api/v1/images/" in job["result"]["image_url"]  # stored (Pro)
 
 
 def test_stored_images_and_the_database_survive(crashed):
     assert crashed["db_check"] == "ok"
     assert crashed["images_after"] == crashed["stored"]  # byte for byte
-    assert crashed["listing"]["total"] == 3  # the two from before and one made after the restart
+    # The two from before, the resumed job's, and one made after the restart.
+    assert crashed["listing"]["total"] == 4
     assert crashed["new_generation"] == 200
 
 
@@ -106,8 +113,9 @@ def test_no_half_written_or_unrecorded_file_is_left(crashed):
     assert not [f for f in files if not f.endswith(".png") and f != "secret_key"]
 
 
-def test_the_interrupted_job_costs_nothing(crashed):
+def test_the_interrupted_job_is_charged_once(crashed):
     before, during, after = crashed["usage_before"], crashed["usage_during"], crashed["usage_after"]
     assert during["credits"]["balance"] == before["credits"]["balance"] - 1  # reserved while it ran
-    assert after["credits"]["balance"] == before["credits"]["balance"]
-    assert after["usage"]["today"] == before["usage"]["today"]
+    assert after["credits"]["balance"] == before["credits"]["balance"] - 1  # delivered after the restart, once
+    today, then = after["usage"]["today"], before["usage"]["today"]
+    assert today["imageCount"] == then["imageCount"] + 1 and today["requestCount"] == then["requestCount"] + 1

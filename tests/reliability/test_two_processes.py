@@ -161,3 +161,54 @@ def test_signed_links_and_session_tokens_work_on_the_other_process(pair, account
                        timeout=30).json()["data"]["access_token"]
     me = httpx.get(f"{pair.second.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert me.status_code == 200 and me.json()["data"]["email"] == account.email
+
+
+def wait_until_running(server, auth, job_id: str, timeout: float = 60) -> dict:
+    """The job as seen from ``server`` once its denoising is under way (progress written by whoever runs it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{server.base}/api/v1/jobs/{job_id}", headers=auth, timeout=30).json()["data"]
+        if job["status"] == "running" and (job.get("progress") or {}).get("step", 0) >= 1:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} never got going")
+
+
+def test_progress_and_cancel_from_the_process_that_did_not_accept_it(pair, account):
+    on_plan(pair, account, max_concurrent_jobs=10)
+    balance = usage(pair, account)["credits"]["balance"]
+    job_id = httpx.post(f"{pair.first.base}/api/v1/generate", json=SLOW, headers=account.auth,
+                        timeout=30).json()["data"]["job_id"]
+    job = wait_until_running(pair.second, account.auth, job_id)
+    assert job["progress"]["total"] == SLOW["steps"]
+    cancelled = httpx.delete(f"{pair.second.base}/api/v1/jobs/{job_id}", headers=account.auth, timeout=30)
+    assert cancelled.status_code == 200, cancelled.text
+    assert wait_for_job(pair.second, account.auth, job_id)["status"] == "cancelled"
+    assert usage(pair, account)["credits"]["balance"] == balance  # refunded
+
+
+def test_an_async_job_outlives_the_process_that_accepted_it(pair, account):
+    """SIGKILL of the process that answered 202, mid-denoising: a peer claims the job from its row, runs it and
+    serves it; it is charged once."""
+    import os
+    import signal
+
+    on_plan(pair, account, max_concurrent_jobs=10, storage_enabled=True, storage_quota_mb=100)
+    balance = usage(pair, account)["credits"]["balance"]
+    doomed = Server(pair.env, pair.folder / "doomed.log").start()
+    try:
+        job_id = httpx.post(f"{doomed.base}/api/v1/generate", json=SLOW | {"steps": 8, "seed": 5},
+                            headers=account.auth, timeout=30).json()["data"]["job_id"]
+        wait_until_running(pair.second, account.auth, job_id)
+        held = usage(pair, account)["credits"]["balance"]
+        assert held < balance  # the job's price is held while it runs
+        os.kill(doomed.proc.pid, signal.SIGKILL)
+        doomed.proc.wait(10)
+    finally:
+        doomed.stop()
+    job = wait_for_job(pair.second, account.auth, job_id, timeout=180)  # a peer's next heartbeat claims it
+    assert job["status"] == "succeeded", job
+    assert job["result"]["seed"] == 5
+    image = httpx.get(job["result"]["image_url"], timeout=30)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert usage(pair, account)["credits"]["balance"] == held  # charged once: not refunded, not twice
