@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     compile: bool = Field(default=False, description="torch.compile the denoiser at load (GPU; slow first load).")
     channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs (GPU and CPU).")
 
+    worker: Literal["local", "ray"] = Field(
+        default="local", description="local: the pipelines run in this process; ray: on Ray Serve replicas of a "
+                                     "deployment per model family (the ray extra), anywhere in a Ray cluster.")
+    ray_address: str | None = Field(default=None, description="The Ray cluster (e.g. 10.0.0.5:6379, or auto); "
+                                                               "unset: a Ray instance started on this box.")
+    ray_num_gpus: float | None = Field(default=None, ge=0, description="GPUs per replica; unset: 1 on a CUDA box, "
+                                                                       "else 0 (CPU replicas).")
+    ray_num_cpus: float = Field(default=1.0, ge=0, description="CPUs per replica.")
+    ray_min_replicas: int = Field(default=1, ge=1, description="Replicas per model family at least.")
+    ray_max_replicas: int = Field(default=1, ge=1, description="Replicas per family at most (autoscaled between).")
     storage_enabled: bool = True
     storage_url: str | None = Field(
         default=None, description="s3://bucket/prefix: stored images and unstored results in S3-compatible object "
@@ -93,6 +103,12 @@ class Settings(BaseSettings):
 
             S3Location.parse(value)  # a ValueError: pydantic's clear message at start-up
         return value or None
+
+    @model_validator(mode="after")
+    def _replica_bounds(self):
+        if self.ray_max_replicas < self.ray_min_replicas:
+            raise ValueError("ray_max_replicas must be at least ray_min_replicas")
+        return self
 
     @model_validator(mode="after")
     def _presigned_needs_objects(self):

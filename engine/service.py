@@ -101,6 +101,22 @@ def image_stores(settings: Settings, owner: str) -> tuple[ImageStore | S3ImageSt
             S3ResultCache(client, location, ttl_s=INPUTS_TTL_S, folder="inputs"))
 
 
+def ray_worker(settings: Settings, jobs: JobRunner, device: str, dtype: torch.dtype, budget: int, max_batch: int):
+    """The Ray Serve worker: replicas of a deployment per model family, on the cluster's GPUs (or CPUs)."""
+    try:
+        from engine.generation.ray_worker import RayWorker, ReplicaConfig
+    except ImportError as exc:
+        raise RuntimeError("IMAGESTUDIO_WORKER=ray needs Ray Serve: pip install -e \".[ray]\"") from exc
+    gpus = settings.ray_num_gpus if settings.ray_num_gpus is not None else (1.0 if device == "cuda" else 0.0)
+    config = ReplicaConfig(models_dir=str(settings.models_dir), device="cuda" if gpus else "cpu",
+                           dtype=str(dtype).removeprefix("torch."), budget_bytes=budget,
+                           allow_downloads=settings.allow_downloads, channels_last=settings.channels_last,
+                           cpu_threads=settings.cpu_threads, max_batch=max_batch,
+                           batch_window_s=settings.batch_window_ms / 1000)
+    return RayWorker(jobs, config, address=settings.ray_address, num_gpus=gpus, num_cpus=settings.ray_num_cpus,
+                     min_replicas=settings.ray_min_replicas, max_replicas=settings.ray_max_replicas)
+
+
 def storage_description(plan) -> str:
     """A plan's storage in words, as the seed API shows it ("10 GB cloud storage"; 1 GB = 1000 MB)."""
     if plan is None or not plan.storage_enabled:
@@ -145,7 +161,10 @@ class ImageEngine:
             self.catalog.check_alias(slug, target)
         self.meter = Meter(self.db, self.identity.id)
         max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
-        self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
+        if settings.worker == "ray":
+            self.worker = ray_worker(settings, self.jobs, self.device, self.dtype, budget, max_batch)
+        else:
+            self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
         self.started_at = time.time()
         self._recovered = False
         self._background_remover = None

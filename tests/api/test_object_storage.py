@@ -80,12 +80,16 @@ def bucket(s3_endpoint) -> Iterator[str]:
     client.delete_bucket(Bucket=BUCKET)
 
 
-@pytest.fixture
-def settings(settings, s3_endpoint, bucket) -> Settings:
+def with_s3(settings: Settings, endpoint: str, bucket: str) -> Settings:
     from pydantic import SecretStr
 
-    return settings.model_copy(update={"storage_url": f"s3://{bucket}/box-1", "s3_endpoint_url": s3_endpoint,
+    return settings.model_copy(update={"storage_url": f"s3://{bucket}/box-1", "s3_endpoint_url": endpoint,
                                        **KEYS, "s3_secret_access_key": SecretStr(KEYS["s3_secret_access_key"])})
+
+
+@pytest.fixture
+def settings(settings, s3_endpoint, bucket) -> Settings:
+    return with_s3(settings, s3_endpoint, bucket)
 
 
 def keys_in(endpoint: str) -> list[str]:
