@@ -280,10 +280,10 @@ class ImageEngine:
                 if request is not None and attempts < MAX_REQUEUES:
                     changes = {"status": JobStatus.QUEUED, "process_id": self.identity.id,
                                "lease_expires_at": now + LEASE, "attempts": attempts + 1, "started_at": None,
-                               "progress_step": None, "progress_total": None}
+                               "progress_step": None, "progress_total": None, "preview": None}
                 else:
                     changes = {"status": JobStatus.FAILED, "error": "interrupted by a server restart",
-                               "finished_at": now}
+                               "finished_at": now, "preview": None}
                 won = session.exec(update(Job).where(Job.id == job_id, owned_by,
                                                      Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
                                    .values(**changes)).rowcount == 1

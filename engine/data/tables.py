@@ -170,6 +170,9 @@ class Job(SQLModel, table=True):
     # lives and dies with its process (a waiting caller, the studio).
     request: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # times it was queued again
+    # The running job's latest preview (a small PNG of its latents, written with its progress), so that any
+    # process can show it; cleared when the job ends.
+    preview: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
 
 
 class CustomModel(SQLModel, table=True):

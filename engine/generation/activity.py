@@ -3,7 +3,8 @@
 results, after a reload or a restart). Only the caller's own jobs, never another user's.
 
 The job rows are the truth across processes (status, and progress written about once a second by the process
-that runs a job); a job this process runs adds its live step and, where the pipeline gives one, a preview.
+that runs a job, with the latest preview where the pipeline gives one); a job this process runs adds its live step
+and preview.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ActiveJob:
     total: int
     created_at: datetime
     started_at: datetime | None
-    preview: Callable[[], bytes | None] | None = None  # the latest intermediate PNG (this process's jobs only)
+    preview: Callable[[], bytes | None] | None = None  # the latest intermediate PNG, where the model gives one
     prompt: str = ""
     model: str = ""
     ahead: int = 0  # queued: how many jobs (anyone's) wait or run before it
@@ -62,7 +63,9 @@ def active_jobs(engine: ImageEngine, user_id: str | None) -> list[ActiveJob]:
         if task is not None:
             step, total, preview = task.step, task.total, (lambda task=task: task.preview)
         else:
-            step, total, preview = row.progress_step or 0, row.progress_total or 0, None
+            # Another process runs it: its progress and preview as that process last wrote them (once a second).
+            step, total = row.progress_step or 0, row.progress_total or 0
+            preview = (lambda data=row.preview: data) if row.preview else None
         total = total or int(row.params.get("steps") or 0)
         jobs.append(ActiveJob(job_id=row.id, status=status, step=step, total=total, created_at=row.created_at,
                               started_at=row.started_at, preview=preview, prompt=str(row.params.get("prompt", "")),

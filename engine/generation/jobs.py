@@ -73,9 +73,9 @@ PROGRESS_SYNC_S = 1.0
 
 
 class ProgressSync:
-    """Every second or so while tasks run: their progress into their job rows (so any process can show it), and
-    a cancel another process asked for (``Job.cancel_requested``) back into the task, which stops at its next
-    step. One statement a second, not one a denoising step."""
+    """Every second or so while tasks run: their progress and latest preview into their job rows (so any process
+    can show them), and a cancel another process asked for (``Job.cancel_requested``) back into the task, which
+    stops at its next step. One statement a second (and one per preview), not one a denoising step."""
 
     def __init__(self, db, tasks: list[Task]):
         self.db = db
@@ -87,12 +87,15 @@ class ProgressSync:
         if now - self._last < PROGRESS_SYNC_S and step < total:
             return
         self._last = now
+        previews = {job_id: task.preview for job_id, task in self.tasks.items() if task.preview_source}
         try:
             with session_scope(self.db) as session:
                 cancelled = session.execute(
                     update(Job).where(col(Job.id).in_(list(self.tasks)))
                     .values(progress_step=step, progress_total=total)
                     .returning(Job.id, Job.cancel_requested)).all()
+                for job_id, preview in previews.items():
+                    session.execute(update(Job).where(Job.id == job_id).values(preview=preview))
                 session.commit()
         except DatabaseBusy:  # progress is bookkeeping: skip this one, try again in a second
             return
@@ -235,6 +238,7 @@ class JobRunner:
                 row = session.get(Job, task.id)
                 row.status, row.image_id, row.finished_at, row.result = (JobStatus.SUCCEEDED, image_id, now,
                                                                          job_result(result))
+                row.preview = None
                 session.add(row)
                 session.commit()
         except BaseException:
@@ -249,16 +253,17 @@ class JobRunner:
     def failed(self, task: Task, exc: BaseException) -> EngineError:
         """Record why a job failed; the domain error to hand its caller (unexpected ones wrapped)."""
         if isinstance(exc, JobCancelled):
-            self.update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow())
+            self.update_job(task.id, status=JobStatus.CANCELLED, error=exc.message, finished_at=utcnow(), preview=None)
             return exc
         if isinstance(exc, EngineError):
-            self.update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow())
+            self.update_job(task.id, status=JobStatus.FAILED, error=exc.message[:500], finished_at=utcnow(),
+                            preview=None)
             return exc
         # One error policy: the log gets the traceback; the job and the caller a safe message (an exception's
         # text can carry file paths, model internals or other users' data).
         log.error("job %s failed", task.id, exc_info=exc)
         message = f"generation failed because of an internal error (job {task.id}; details in the server log)"
-        self.update_job(task.id, status=JobStatus.FAILED, error=message, finished_at=utcnow())
+        self.update_job(task.id, status=JobStatus.FAILED, error=message, finished_at=utcnow(), preview=None)
         return GenerationFailed(message)
 
     def update_job(self, job_id: str, **changes) -> None:

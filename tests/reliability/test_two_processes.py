@@ -3,6 +3,7 @@ a process starting beside a busy one leaves its work alone, and what one process
 Run on SQLite and on PostgreSQL."""
 
 import asyncio
+import base64
 import secrets
 import time
 from collections.abc import Iterator
@@ -181,6 +182,16 @@ def test_progress_and_cancel_from_the_process_that_did_not_accept_it(pair, accou
                         timeout=30).json()["data"]["job_id"]
     job = wait_until_running(pair.second, account.auth, job_id)
     assert job["progress"]["total"] == SLOW["steps"]
+
+    def preview() -> str | None:  # the running job's latest preview, as the other process wrote it
+        return httpx.get(f"{pair.second.base}/sdapi/v1/progress", headers=account.auth,
+                         timeout=30).json()["current_image"]
+
+    deadline = time.monotonic() + 30
+    while (image := preview()) is None:
+        assert time.monotonic() < deadline, "no preview came through the job row"
+        time.sleep(0.2)
+    assert base64.b64decode(image).startswith(b"\x89PNG")
     cancelled = httpx.delete(f"{pair.second.base}/api/v1/jobs/{job_id}", headers=account.auth, timeout=30)
     assert cancelled.status_code == 200, cancelled.text
     assert wait_for_job(pair.second, account.auth, job_id)["status"] == "cancelled"
