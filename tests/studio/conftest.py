@@ -136,3 +136,18 @@ def count(user: User, marker: str) -> int:
 
     with user:
         return len(list(ElementFilter(marker=marker, local_scope=False, only_visible=True)))
+
+
+def submit_held(engine, user, prompt: str, release):
+    """A job of ``user`` (its row, as the engine writes one) that runs on the worker until ``release`` is set:
+    what another tab's long job looks like."""
+    from engine.data.leases import LEASE
+    from engine.data.tables import Job, utcnow
+    from engine.generation.worker import Task
+
+    row = Job(user_id=user.id, kind="generate", params={"prompt": prompt, "model": "tiny-sd"},
+              process_id=engine.identity.id, lease_expires_at=utcnow() + LEASE)
+    with session_scope(engine.db) as session:
+        session.add(row)
+        session.commit()
+    return engine.worker.submit(Task(id=row.id, owner=user.id, run=lambda task: release.wait(60)))

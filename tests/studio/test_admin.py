@@ -7,7 +7,7 @@ from engine.accounts.users import authenticate_password, create_api_key
 from engine.data.db import session_scope
 from engine.data.tables import Plan, User, Workspace
 from tests.api.helpers import set_user
-from tests.studio.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, eventually, set_value, sign_in
+from tests.studio.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, eventually, set_value, sign_in, submit_held
 
 pytestmark = pytest.mark.anyio
 
@@ -231,8 +231,7 @@ async def test_the_admin_queue_shows_everyones_jobs_and_cancels_them(user, engin
     from engine.generation.params import GenerationParams
 
     release = threading.Event()
-    held = engine._submit(member_account, "generate", {"prompt": "held", "model": "tiny-sd"},
-                          run=lambda task: release.wait(60))
+    held = submit_held(engine, member_account, "held", release)
     waiting = engine.submit_generation(member_account, GenerationParams(prompt="bob's picture", model="tiny-sd"))
     try:
         await open_admin(user, "queue")

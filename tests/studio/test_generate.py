@@ -7,7 +7,7 @@ from engine.accounts.admin import set_suspended
 from engine.data.db import session_scope
 from engine.data.tables import ImageRecord, Workspace
 from studio.actions import seeds_for
-from tests.studio.conftest import USER_EMAIL, count, eventually, set_value, sign_in, value_of
+from tests.studio.conftest import USER_EMAIL, count, eventually, set_value, sign_in, submit_held, value_of
 
 pytestmark = pytest.mark.anyio
 
@@ -337,8 +337,7 @@ async def test_the_queue_shows_jobs_from_other_tabs_with_their_place_and_cancels
     await sign_in(user, USER_EMAIL)
     # Another tab (or one since closed) has a job running, held here until the test lets it go, and one queued.
     release = threading.Event()
-    first = engine._submit(member_account, "generate", {"prompt": "a held one", "model": "tiny-sd"},
-                           run=lambda task: release.wait(60))
+    first = submit_held(engine, member_account, "a held one", release)
     second = engine.submit_generation(member_account, GenerationParams(prompt="a waiting one", model="tiny-sd"))
     await user.should_see(marker=f"queued-{second.id}", retries=50)
     await user.should_see(content="Queued behind 1", retries=50)
