@@ -24,6 +24,9 @@ db_app = typer.Typer(help="The database schema (Alembic migrations; the server a
 app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+providers_app = typer.Typer(help="Vendor APIs for the proprietary models (BFL, Leonardo.Ai, Stability AI).",
+                            no_args_is_help=True)
+app.add_typer(providers_app, name="providers")
 
 
 def _engine():
@@ -247,3 +250,76 @@ def db_current() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+def _provider_name(name: str) -> str:
+    from engine.providers.registry import PROVIDER_NAMES
+
+    if name not in PROVIDER_NAMES:
+        typer.echo(f"unknown provider '{name}'; one of {', '.join(PROVIDER_NAMES)}", err=True)
+        raise typer.Exit(2)
+    return name
+
+
+@providers_app.command("list")
+def providers_list() -> None:
+    """Each provider (key set or not) and where each vendor slug runs."""
+    from engine.providers.registry import LABELS, PROVIDER_NAMES, VENDOR_MODELS
+
+    engine = _engine()
+    for name in PROVIDER_NAMES:
+        config = engine.runtime.get(f"provider_{name}") or {}
+        typer.echo(f"{name:10} {LABELS[name]:18} key {'set' if config.get('api_key') else 'not set'}"
+                   + (f", {config['base_url']}" if config.get("base_url") else ""))
+    for slug in VENDOR_MODELS:
+        route = engine.route_for(slug)
+        typer.echo(f"  {slug:18} " + (f"via {route.label}, {route.price[0]}/{route.price[1]} credits" if route
+                                      else "not routed"))
+    typer.echo(f"  background removal: {engine.runtime.get('background_removal')}")
+
+
+@providers_app.command("set")
+def providers_set(name: Annotated[str, typer.Argument(help="bfl, leonardo or stability")],
+                  key: Annotated[str, typer.Option("--key", help="The vendor API key (stored encrypted)")],
+                  base_url: Annotated[str | None, typer.Option("--base-url", help="Another base URL")] = None) -> None:
+    """Set a provider's API key (and base URL)."""
+    name = _provider_name(name)
+    engine = _engine()
+    engine.runtime.set(f"provider_{name}", {"api_key": key, **({"base_url": base_url} if base_url else {})})
+    typer.echo(f"{name}: key saved (encrypted)")
+
+
+@providers_app.command("test")
+def providers_test(name: Annotated[str, typer.Argument(help="bfl, leonardo or stability")]) -> None:
+    """Call the vendor with the saved key (a cheap account check)."""
+    try:
+        typer.echo(_engine().test_provider(_provider_name(name)))
+    except EngineError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from exc
+
+
+@providers_app.command("route")
+def providers_route(slug: Annotated[str, typer.Argument(help="A vendor slug, e.g. flux-2-pro")],
+                    target: Annotated[str, typer.Argument(help="The provider, or 'off'")]) -> None:
+    """Send a slug to its vendor, or not ('off')."""
+    from engine.providers.registry import VENDOR_MODELS
+
+    if slug not in VENDOR_MODELS or (target != "off" and VENDOR_MODELS[slug][0] != target):
+        typer.echo(f"'{slug}' can go to {VENDOR_MODELS[slug][0] if slug in VENDOR_MODELS else 'no provider'}",
+                   err=True)
+        raise typer.Exit(2)
+    engine = _engine()
+    engine.runtime.set("provider_routes", engine.runtime.get("provider_routes") | {slug: "" if target == "off"
+                                                                                   else target})
+    typer.echo(f"{slug}: {'not routed' if target == 'off' else 'via ' + target}")
+
+
+@providers_app.command("price")
+def providers_price(slug: Annotated[str, typer.Argument(help="A vendor slug")],
+                    small: Annotated[int, typer.Argument(help="Credits per image up to 512x512", min=0)],
+                    large: Annotated[int, typer.Argument(help="Credits per larger image", min=0)]) -> None:
+    """Set the credit price of a vendor slug."""
+    engine = _engine()
+    engine.runtime.set("provider_prices", engine.runtime.get("provider_prices") | {slug: [small, large]})
+    typer.echo(f"{slug}: {small}/{large} credits")

@@ -36,6 +36,7 @@ STATUS_BY_ERROR: dict[type[engine_errors.EngineError], int] = {
     engine_errors.RateLimited: 429,
     engine_errors.GenerationFailed: 500,
     engine_errors.ModelUnavailable: 503,
+    engine_errors.ProviderTimeout: 504,
     engine_errors.QueueFull: 503,
     engine_errors.DatabaseBusy: 503,
     StorageError: 507,

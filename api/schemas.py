@@ -135,6 +135,8 @@ class ModelInfo(BaseModel):
     status: str = Field(description="loaded | ready | downloadable | unavailable")
     reason: str | None = None
     alias_of: str | None = Field(default=None, description="The model that serves this slug here (a model alias)")
+    provider: str | None = Field(default=None, description="The vendor API that serves this slug for this server "
+                                                            "(bfl, leonardo), where the admin set one up")
     family: str
     default_steps: int
     default_guidance: float

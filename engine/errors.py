@@ -87,3 +87,28 @@ class DatabaseBusy(EngineError):
     """Another writer held the database lock for longer than the busy timeout."""
 
     code = "database_busy"
+
+
+# A vendor's API behind a model (engine/providers): its failures, as a client of ours should read them.
+class ProviderUnavailable(ModelUnavailable):
+    """The vendor can't serve now: down, busy, misconfigured, or it answered with something unusable."""
+
+    code = "provider_unavailable"
+
+
+class ProviderOutOfCredit(ProviderUnavailable):
+    """The server's account at the vendor has no credit left: the admin must top it up."""
+
+    code = "provider_out_of_credit"
+
+
+class ProviderTimeout(ProviderUnavailable):
+    """The vendor did not finish within the provider's time limit."""
+
+    code = "provider_timeout"
+
+
+class ContentModerated(InvalidRequest):
+    """The vendor's moderation refused the prompt or the image."""
+
+    code = "content_moderated"

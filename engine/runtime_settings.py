@@ -24,11 +24,19 @@ RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
     "text_model": (dict, lambda s: {"provider": "builtin"}),
     "max_batch_size": (int, lambda s: 100),  # a server-wide cap over every plan's batch size
     "model_aliases": (dict, lambda s: dict(s.model_aliases)),  # requested slug -> the model that runs it
+    # Vendor APIs (engine/providers/registry.py): each provider's key and base URL, routes, prices, cut-outs.
+    "provider_bfl": (dict, lambda s: {}),
+    "provider_leonardo": (dict, lambda s: {}),
+    "provider_stability": (dict, lambda s: {}),
+    "provider_routes": (dict, lambda s: {}),
+    "provider_prices": (dict, lambda s: {}),
+    "background_removal": (str, lambda s: "local"),  # "local" (rembg) or "stability"
 }
 
 
 # Fields that are secrets (a text model's API key): encrypted at rest with a key from the server secret.
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {"text_model": ("api_key",)}
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {"text_model": ("api_key",), "provider_bfl": ("api_key",),
+                                             "provider_leonardo": ("api_key",), "provider_stability": ("api_key",)}
 
 CACHE_TTL_S = 5.0  # another process (the CLI, a second server) changes a setting: seen here within this time
 

@@ -30,13 +30,14 @@ from engine.accounts.users import (
     user_from_access_token,
 )
 from engine.billing.metering import Meter
+from engine.billing.pricing import SMALL_PIXELS, generation_credits
 from engine.config import Settings
 from engine.data.db import init_db, make_engine, read_scope, session_scope
 from engine.data.idempotency import IdempotencyStore
 from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.data.request_log import RequestLog
 from engine.data.tables import Job, JobStatus, User, utcnow
-from engine.errors import DatabaseBusy, EngineError, ModelUnavailable, NotFound
+from engine.errors import DatabaseBusy, EngineError, InvalidRequest, ModelUnavailable, NotFound
 from engine.generation.catalog import FAMILY_INPAINT_PIPELINES, FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
@@ -60,6 +61,17 @@ from engine.generation.resumable import (
     png_bytes,
 )
 from engine.generation.worker import LocalWorker, Task
+from engine.providers.base import Provider, ProviderConfig
+from engine.providers.pool import ProviderPool
+from engine.providers.registry import (
+    DEFAULT_PRICES,
+    DEFAULT_ROUTES,
+    LABELS,
+    VENDOR_MODELS,
+    Route,
+    make_provider,
+    provider_config,
+)
 from engine.runtime_settings import RuntimeSettings, shared_secret_key
 from engine.storage.files import ImageStore, StorageError
 from engine.storage.gallery import Gallery
@@ -165,6 +177,8 @@ class ImageEngine:
             self.worker = ray_worker(settings, self.jobs, self.device, self.dtype, budget, max_batch)
         else:
             self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
+        self.remote = ProviderPool()  # jobs that wait on a vendor's API, off the GPU worker
+        self._providers: dict[tuple[str, ProviderConfig], Provider] = {}
         self.started_at = time.time()
         self._recovered = False
         self._background_remover = None
@@ -216,6 +230,7 @@ class ImageEngine:
     def stop(self) -> None:
         self._stopping.set()
         self.worker.stop()
+        self.remote.stop()
         self.webhooks.stop()
         self.request_log.close()
         self._renew_leases(expire=True)  # what is left is abandoned now: the next start recovers it at once
@@ -323,6 +338,7 @@ class ImageEngine:
             self._forget_inputs(refs)
             return
         log.info("resuming job %s (its process is gone)", job_id)
+        pool = self.remote if self._is_remote(task) else self.worker
 
         def ended(future: Future) -> None:
             self.meter.release_charge(request.get("charge_id"))  # what it still holds: the delivered part stays
@@ -331,7 +347,7 @@ class ImageEngine:
                 self.resumed_job_ended(task, future, request)
 
         task.future.add_done_callback(ended)
-        self.worker.submit(task)
+        pool.submit(task)
 
     # -- models ------------------------------------------------------------------------------
     def resolve_model(self, slug: str | None) -> tuple[ModelSpec, str, str | None]:
@@ -342,6 +358,9 @@ class ImageEngine:
         if target is not None:
             return self.catalog.get(target), requested, None
         spec = self.catalog.get(requested)
+        route = self.route_for(requested)
+        if route is not None:  # at its vendor, under our keys, limits and credits
+            return dataclasses.replace(spec, provider=route.provider), requested, None
         if spec.open_weights:
             return spec, requested, None
         for candidate in spec.fallbacks:
@@ -405,7 +424,20 @@ class ImageEngine:
 
     def _task_fields(self, job: GenerationJob, images: list[Image.Image], mask: Image.Image | None,
                      strength: float) -> dict:
-        """How the worker runs a job: text-to-image batched with compatible ones; edits and cut-outs alone."""
+        """How the worker runs a job: text-to-image batched with compatible ones; edits and cut-outs alone; a
+        model the admin routed to a vendor, or a cut-out by Stability, on the provider pool."""
+        if job.kind == "remove_background" and job.params.model.startswith("stability:"):
+            provider = self.provider("stability")
+            return {"run": lambda task: self.jobs.run_remote_cutout(task, job, provider, images[0]), "payload": job,
+                    "remote": True}
+        route = self.route_for(job.params.model)
+        if route is not None:
+            if images:
+                raise InvalidRequest(f"'{job.params.model}' runs via {route.label} here, which takes text-to-image "
+                                     f"requests only: edit with a local model", field="model")
+            provider = self.provider(route.provider)
+            return {"run": lambda task: self.jobs.run_remote(task, job, provider, route), "payload": job,
+                    "remote": True}
         if job.kind == "remove_background":
             remover = self.background_remover()
             return {"run": lambda task: self.jobs.run_background_removal(task, job, remover, images[0]),
@@ -461,8 +493,8 @@ class ImageEngine:
             session.add(row)
             session.commit()
         try:
-            task = self.worker.submit(Task(id=row.id, owner=job.user.id,
-                                           **self._task_fields(job, images, mask, strength)))
+            task = Task(id=row.id, owner=job.user.id, **self._task_fields(job, images, mask, strength))
+            task = (self.remote if self._is_remote(task) else self.worker).submit(task)
         except EngineError as exc:
             self.jobs.update_job(row.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             self._forget_inputs(refs)
@@ -470,6 +502,55 @@ class ImageEngine:
         if refs:
             task.future.add_done_callback(lambda _future: self._forget_inputs(refs))
         return task
+
+    @staticmethod
+    def _is_remote(task: Task) -> bool:
+        return task.remote
+
+    def live_task(self, job_id: str) -> Task | None:
+        """The task of a job that this process runs (on the GPU worker or the provider pool)."""
+        return self.worker.get(job_id) or self.remote.get(job_id)
+
+    # -- providers ---------------------------------------------------------------------------
+    def provider(self, name: str) -> Provider | None:
+        """The configured provider ``name`` (None without a key); one HTTP client per configuration."""
+        config = provider_config(self.runtime.get(f"provider_{name}"), name)
+        if config is None:
+            return None
+        key = (name, config)
+        if key not in self._providers:
+            self._providers[key] = make_provider(name, config)
+        return self._providers[key]
+
+    def route_for(self, slug: str) -> Route | None:
+        """Where ``slug`` runs at a vendor: a proprietary slug once its vendor has a key (unless the admin turned
+        the route off), an open one only if the admin routed it there and its weights are not here."""
+        if slug not in VENDOR_MODELS:
+            return None
+        name = (DEFAULT_ROUTES | self.runtime.get("provider_routes")).get(slug)
+        vendor, vendor_model = VENDOR_MODELS[slug]
+        if name != vendor or self.provider(name) is None:
+            return None
+        spec = self.catalog.get(slug)
+        if spec.open_weights and self.pipelines.weights_here(spec):
+            return None
+        price = self.runtime.get("provider_prices").get(slug) or DEFAULT_PRICES[slug]
+        return Route(provider=name, vendor_model=vendor_model, price=(int(price[0]), int(price[1])))
+
+    def credits_for(self, params: ResolvedParams) -> int:
+        """What one image of these parameters costs: the model's price at its size, a vendor route's if it has
+        one (blocking: the catalog and the settings)."""
+        route = self.route_for(params.model)
+        if route is not None:
+            return route.price[0] if params.width * params.height <= SMALL_PIXELS else route.price[1]
+        return generation_credits(self.catalog.get(params.model), params.width, params.height)
+
+    def test_provider(self, name: str) -> str:
+        """The provider's own account check (Admin → Providers → Test): what it says, or a domain error."""
+        provider = self.provider(name)
+        if provider is None:
+            raise InvalidRequest(f"{LABELS[name]} has no API key yet", field="api_key")
+        return provider.test()
 
     def _forget_inputs(self, refs: list[str]) -> None:
         for ref in refs:
@@ -512,7 +593,7 @@ class ImageEngine:
     def job_progress(self, job: Job) -> tuple[int, int] | None:
         """(step, total) of a running job: live from this process's worker, else what the process that runs it
         last wrote (about once a second)."""
-        task = self.worker.get(job.id)
+        task = self.live_task(job.id)
         if task is not None:
             return task.step, task.total
         if job.progress_total:
@@ -523,16 +604,17 @@ class ImageEngine:
         """Cancel a queued job at once (recorded as cancelled, refunded) or a running one at its next step. A job
         another process runs is asked to stop through its row: that process cancels it at its next progress
         write (running) or heartbeat (queued)."""
-        if self.worker.get(job_id) is None:
+        pool = self.remote if self.remote.get(job_id) is not None else self.worker
+        if pool.get(job_id) is None:
             with session_scope(self.db) as session:
                 asked = session.execute(update(Job).where(
                     Job.id == job_id, col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
                     Job.process_id != self.identity.id).values(cancel_requested=True)).rowcount
                 session.commit()
             return asked > 0
-        if not self.worker.cancel(job_id):
+        if not pool.cancel(job_id):
             return False
-        task = self.worker.get(job_id)
+        task = pool.get(job_id)
         if task is not None and task.future.done():  # it never started: nobody else will record it
             self.jobs.update_job(job_id, status=JobStatus.CANCELLED, error="the job was cancelled",
                                  finished_at=utcnow())
@@ -554,15 +636,24 @@ class ImageEngine:
                                   store: bool | None = None, charge_id: str | None = None, cost: int = 0,
                                   async_job: AsyncJob | None = None) -> Task:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
-        remover = self.background_remover()
-        remover.load()  # a missing model file fails now, before anything is queued or charged
-        params = ResolvedParams(prompt=prompt or "remove background", negative_prompt=None,
-                                model=f"rembg:{remover.model_name}", width=image.width, height=image.height,
-                                steps=0, guidance_scale=0.0, seed=0)
+        if self.runtime.get("background_removal") == "stability" and self.provider("stability") is not None:
+            model = "stability:remove-background"  # the admin's choice: Stability AI's engine, as the seed names
+        else:
+            remover = self.background_remover()
+            remover.load()  # a missing model file fails now, before anything is queued or charged
+            model = f"rembg:{remover.model_name}"
+        params = ResolvedParams(prompt=prompt or "remove background", negative_prompt=None, model=model,
+                                width=image.width, height=image.height, steps=0, guidance_scale=0.0, seed=0)
         job = GenerationJob(user=user, params=params, kind="remove_background",
                             store=self.settings.storage_enabled if store is None else store,
                             charge_id=charge_id, cost=cost)
         return self._submit(job, async_job, [image], None, 0.0)
+
+    def can_remove_backgrounds(self) -> bool:
+        """Whether a cut-out can run: Stability AI chosen and set up, or rembg's model file here."""
+        if self.runtime.get("background_removal") == "stability" and self.provider("stability") is not None:
+            return True
+        return self.background_remover().available()
 
     def background_remover(self):
         if self._background_remover is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from engine.billing.metering import Admission
-from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.data.tables import User
 from engine.errors import EngineError, JobCancelled
 from engine.generation.jobs import GenerationResult
@@ -82,7 +82,7 @@ class GenerationRun:
         self.source_image_id = source_image_id
         self._kind = kind  # "upscale"; otherwise generate, edit or inpaint, by the image and mask
         self.mask = mask  # white = repainted (inpainting)
-        self.costs = [generation_credits(engine.catalog.get(p.model), p.width, p.height) for p in params]
+        self.costs = [engine.credits_for(p) for p in params]
         self.tasks: list[Task] = []
         self.errors: list[EngineError] = []
         self.cancelled = False

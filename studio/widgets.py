@@ -26,6 +26,7 @@ class ModelChoice:
     spec: ModelSpec
     state: str
     reason: str | None
+    via: str | None = None  # the vendor API that runs it for this server ("BFL API")
 
     @property
     def usable(self) -> bool:
@@ -33,7 +34,7 @@ class ModelChoice:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.name} · {STATE_LABEL[self.state]}"
+        return f"{self.spec.name} · {f'via {self.via}' if self.via else STATE_LABEL[self.state]}"
 
 
 def model_choices(engine: ImageEngine, *, helpers: bool = False) -> list[ModelChoice]:
@@ -44,8 +45,15 @@ def model_choices(engine: ImageEngine, *, helpers: bool = False) -> list[ModelCh
     call it off the event loop, ``await off_loop(model_choices, engine)``.
     """
     order = [WeightsState.LOADED, WeightsState.READY, WeightsState.DOWNLOADABLE, WeightsState.UNAVAILABLE]
-    choices = [ModelChoice(spec, *engine.pipelines.state(spec)) for spec in engine.catalog.all(helpers=helpers)]
+    choices = [model_choice(engine, spec) for spec in engine.catalog.all(helpers=helpers)]
     return sorted(choices, key=lambda c: order.index(c.state))
+
+
+def model_choice(engine: ImageEngine, spec: ModelSpec) -> ModelChoice:
+    route = engine.route_for(spec.slug)
+    if route is not None:  # at its vendor: usable here, under the server's keys and credits
+        return ModelChoice(spec, WeightsState.READY, f"runs via {route.label}", via=route.label)
+    return ModelChoice(spec, *engine.pipelines.state(spec))
 
 
 def default_model(engine: ImageEngine, choices: list[ModelChoice], preferred: str | None = None) -> str:

@@ -45,7 +45,6 @@ from api.responses import FastJSONResponse, idempotent, metered, wait_for_client
 from api.routes.models import model_info
 from engine import __version__
 from engine.billing.metering import Admission
-from engine.billing.pricing import generation_credits
 from engine.data.tables import User
 from engine.errors import EngineError, InvalidRequest, JobCancelled, ModelNotFound
 from engine.generation.activity import active_jobs, cancel_active
@@ -332,7 +331,7 @@ def _plan(engine: ImageEngine, account: Account, body: _A1111Request) -> _Plan:
     resolved = replace_sampler(resolved, choice, notes)
     items = [dataclasses.replace(resolved, seed=(base_seed + i) % (MAX_SEED + 1)) for i in range(count)]
     subseed = secrets.randbelow(MAX_SEED + 1) if body.subseed == -1 else body.subseed
-    return _Plan(items=items, choice=choice, cost=generation_credits(runs, resolved.width, resolved.height),
+    return _Plan(items=items, choice=choice, cost=engine.credits_for(resolved),
                  batch_size=batch_size, subseed=subseed, warnings=resolved.warnings)
 
 

@@ -20,7 +20,6 @@ from api.deps import Account, AccountDep, EngineDep
 from api.dialects.openai_images import MAX_PROMPT_CHARS, answer_with_images, catalog_slug, parse_size, prepared_images
 from api.responses import idempotent, metered
 from engine.billing.metering import Admission
-from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest
 from engine.generation.inputs import InputLimits, decode_image_bytes
 from engine.generation.params import ResolvedParams, size_like
@@ -138,7 +137,7 @@ def _plan(engine: ImageEngine, model: str | None, prompt: str, size: str, n: int
     width, height = parse_size(size) or size_like(spec, like.width, like.height)
     resolved = prepared_images(engine, {"prompt": prompt, "model": slug, "width": width, "height": height}, n,
                                quality)
-    return resolved, generation_credits(engine.catalog.get(resolved[0].model), width, height)
+    return resolved, engine.credits_for(dataclasses.replace(resolved[0], width=width, height=height))
 
 
 def _plan_edit(engine: ImageEngine, body: ImageEditRequest, upload: Upload):

@@ -26,7 +26,6 @@ from api.responses import (
     wait_for_client,
 )
 from engine.billing.metering import Admission
-from engine.billing.pricing import generation_credits
 from engine.errors import InvalidRequest, NotFound
 from engine.generation.jobs import GenerationResult
 from engine.generation.params import GenerationParams, ResolvedParams
@@ -96,8 +95,7 @@ def _plan(engine: ImageEngine, body: ImageGenerationRequest):
     if size:
         fields.update(width=size[0], height=size[1])
     resolved = prepared_images(engine, fields, body.n, body.quality)  # compatible: the worker batches them
-    spec = engine.catalog.get(resolved[0].model)
-    return resolved, generation_credits(spec, resolved[0].width, resolved[0].height)
+    return resolved, engine.credits_for(resolved[0])
 
 
 def prepared_images(engine: ImageEngine, fields: dict, n: int, quality: str) -> list[ResolvedParams]:

@@ -23,7 +23,6 @@ from api.responses import (
 )
 from api.schemas import BatchData, Envelope, GenerateRequest, ImageData, JobAccepted
 from engine.billing.metering import Admission
-from engine.billing.pricing import generation_credits
 from engine.errors import EngineError, InvalidRequest
 from engine.generation.params import GenerationParams, ResolvedParams
 from engine.generation.variants import VARIANTS, Variant, apply_variant
@@ -73,7 +72,7 @@ def _resolve(engine: ImageEngine, params: GenerationParams, variant: Variant | N
     if variant:
         params = apply_variant(params, variant, engine.resolve_model(params.model)[0])
     resolved = engine.prepare(params)
-    return resolved, generation_credits(engine.catalog.get(resolved.model), resolved.width, resolved.height)
+    return resolved, engine.credits_for(resolved)
 
 
 async def _single(request: Request, body: GenerateRequest, account: Account, engine: ImageEngine,

@@ -29,7 +29,7 @@ from api.routes.generate import RESPONSES
 from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
 from engine.billing.metering import Admission
-from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS, generation_credits
+from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
 from engine.generation.catalog import ModelSpec
 from engine.generation.inputs import InputLimits, parse_image_input
 from engine.generation.params import (
@@ -144,8 +144,8 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
     # Validated and priced before admission, admitted before the input image is fetched or decoded. An edit
     # sized like its input is priced at the model's native size, so its price doesn't wait for the image.
     webhook = await webhook_target(request, engine, body.callback_url, body.run_async)
-    resolved, spec = await asyncio.to_thread(_prepare, engine, body, None)
-    cost = generation_credits(spec, resolved.width, resolved.height)
+    resolved, _spec = await asyncio.to_thread(_prepare, engine, body, None)
+    cost = await asyncio.to_thread(engine.credits_for, resolved)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
     action = "edit" if body.input_image else "generate"
 

@@ -17,14 +17,18 @@ def model_info(engine: ImageEngine, spec: ModelSpec) -> ModelInfo:
     alias_of = engine.model_aliases().get(spec.slug)
     runs = engine.catalog.get(alias_of) if alias_of else spec
     state, reason = engine.pipelines.state(runs)
+    route = None if alias_of else engine.route_for(spec.slug)
     if alias_of:
         reason = f"served by {alias_of} on this server (model alias)" + (f"; {reason}" if reason else "")
+    elif route is not None:
+        state, reason = WeightsState.READY, f"runs via {route.label}, under this server's keys and credits"
     return ModelInfo(
         slug=spec.slug, name=spec.name, description=spec.description, alias_of=alias_of,
         available=state != WeightsState.UNAVAILABLE, status=state, reason=reason, family=runs.family,
         default_steps=runs.default_steps, default_guidance=runs.default_guidance, min_size=runs.min_size,
         max_size=runs.max_size, supports_negative_prompt=runs.supports_negative, repo_id=runs.repo_id,
         license=runs.license, default=spec.slug == engine.settings.default_model,
+        provider=route.provider if route else None,
     )
 
 

@@ -56,7 +56,7 @@ def active_jobs(engine: ImageEngine, user_id: str | None) -> list[ActiveJob]:
         rows = session.exec(query.order_by(col(Job.created_at))).all()
     jobs = []
     for row in rows:
-        task = engine.worker.get(row.id)
+        task = engine.live_task(row.id)
         if task is not None and task.future.done():
             continue  # finished here a moment ago; its row is being written
         status = task.status if task is not None else row.status

@@ -71,6 +71,7 @@ class ModelSpec:
     # A dedicated inpainting checkpoint of this model's family: masks go through it when its weights are here
     # (it repaints seamlessly); otherwise through this model's own weights in the family's inpaint pipeline.
     inpaint_model: str | None = None
+    provider: str | None = None  # set when this request runs at a vendor (engine/providers): "bfl", "leonardo"
 
     @property
     def pipeline_class(self) -> str | None:
@@ -143,6 +144,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         description="Black Forest Labs' flagship FLUX.2 model, served only through their API.",
         family="proprietary", unavailable_reason=_PROPRIETARY + " (Black Forest Labs API)",
         vendor="Black Forest Labs", fallbacks=("flux-2-dev", "flux-2-klein-9b", "flux-2-klein-4b"),
+        size_multiple=16, supports_negative=False,  # BFL's sizes: multiples of 16; FLUX.2 has no negative prompt
     ),
     ModelSpec(
         slug="stable-diffusion", name="Stable Diffusion XL",

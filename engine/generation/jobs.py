@@ -122,6 +122,40 @@ class JobRunner:
         except BaseException as exc:
             self.raise_failed(task, exc)
 
+    def run_remote(self, task: Task, job: GenerationJob, provider, route) -> GenerationResult:
+        """A generation at a vendor (engine/providers): its image recorded exactly like a local one."""
+        from engine.providers.base import decoded_image
+
+        self.mark_running(task)
+        task.total = 1  # no steps to show: waiting, then done
+        started = time.perf_counter()
+        try:
+            result = provider.generate(route.vendor_model, job.params, should_stop=lambda: task.cancelled)
+            image = decoded_image(result.data, provider.label)
+            if task.cancelled:
+                raise JobCancelled("the job was cancelled")
+            extra = (job.png_extra() or {}) | {"provider": provider.name, "vendor_model": route.vendor_model}
+            png = encode_png(image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB"), job.params,
+                             extra)
+            task.report(1, 1)
+            return self.complete(task, job, png, started)
+        except BaseException as exc:
+            self.raise_failed(task, exc)
+
+    def run_remote_cutout(self, task: Task, job: GenerationJob, provider, image: Image.Image) -> GenerationResult:
+        """Background removal at Stability AI (chosen by the admin instead of local rembg)."""
+        from engine.providers.base import decoded_image
+
+        self.mark_running(task)
+        started = time.perf_counter()
+        try:
+            result = provider.remove_background(image, should_stop=lambda: task.cancelled)
+            cut = decoded_image(result.data, provider.label).convert("RGBA")
+            png = encode_png(cut, job.params, {"kind": job.kind, "provider": provider.name})
+            return self.complete(task, job, png, started)
+        except BaseException as exc:
+            self.raise_failed(task, exc)
+
     def run_generation_batch(self, tasks: list[Task]) -> None:
         """One pipeline call for compatible text-to-image tasks, each with its own seed and prompts.
 

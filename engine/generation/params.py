@@ -144,7 +144,7 @@ def _round_size(value: int, spec: ModelSpec) -> int:
 def check_inputs(params: GenerationParams, spec: ModelSpec) -> ResolvedParams:
     """Fill defaults and fit the request to the model; raise clear errors for what can't run, and warn about
     what the model takes differently from how it was asked (rounded sizes, unused settings)."""
-    if not spec.open_weights:
+    if not spec.open_weights and spec.provider is None:
         raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
     if not spec.text_to_image:
         raise InvalidRequest(f"'{spec.slug}' ({spec.name}) is an {spec.task} model, not a text-to-image one: "

@@ -37,6 +37,7 @@ class Task:
     run_batch: Callable[[list[Task]], None] | None = None  # runs several; sets each task's future itself
     payload: Any = None  # what run_batch needs to know about this task (a GenerationJob)
     inputs: Any = None  # an edit's (images, mask, strength), for workers that run it elsewhere (Ray)
+    remote: bool = False  # it waits on a vendor's API (engine/providers): the provider pool runs it
     future: Future = field(default_factory=Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     step: int = 0

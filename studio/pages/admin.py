@@ -20,6 +20,14 @@ from engine.data.tables import Plan, User
 from engine.errors import EngineError, InvalidRequest
 from engine.generation.catalog import ModelSpec
 from engine.generation.pipelines import WeightsState
+from engine.providers.registry import (
+    DEFAULT_BASE_URLS,
+    DEFAULT_PRICES,
+    DEFAULT_ROUTES,
+    LABELS,
+    PROVIDER_NAMES,
+    VENDOR_MODELS,
+)
 from engine.service import ImageEngine
 from engine.tools.prompts import PROVIDERS
 from studio import auth
@@ -528,6 +536,8 @@ class ServerTab:
                         .props("unelevated no-caps").mark("save-batch")
             self._text_model_card()
             self._cors_card()
+            for name in PROVIDER_NAMES:
+                self._provider_card(name)
 
     async def set(self, key: str, value) -> bool:
         if await self.guard.user() is None:
@@ -541,6 +551,70 @@ class ServerTab:
             return False
         ui.notify("Saved.", type="positive")
         return True
+
+    def _provider_card(self, name: str) -> None:
+        """A vendor's API key (stored encrypted; never shown again), its base URL, a Test button, and what goes
+        there: its slugs (with their prices) or, for Stability AI, background removal."""
+        config = dict(self.runtime.get(f"provider_{name}") or {})
+        routes = DEFAULT_ROUTES | dict(self.runtime.get("provider_routes") or {})
+        prices = dict(self.runtime.get("provider_prices") or {})
+        slugs = [slug for slug, (vendor, _) in VENDOR_MODELS.items() if vendor == name]
+        with card(LABELS[name], icon="cloud"):
+            ui.label("Proprietary models through the vendor, under this server's keys, limits and credits. "
+                     "Vendor calls cost real money: the prices are in credits per image (up to 512², above)."
+                     if slugs else "Background removal by Stability AI's engine instead of local rembg.") \
+                .classes("text-sm studio-muted")
+            key = ui.input("API key", password=True, password_toggle_button=True,
+                           placeholder="set" if config.get("api_key") else "not set") \
+                .props("outlined dense").classes("w-full").mark(f"provider-key-{name}")
+            base_url = ui.input("Base URL", value=config.get("base_url") or DEFAULT_BASE_URLS[name]) \
+                .props("outlined dense").classes("w-full").mark(f"provider-url-{name}")
+            switches, price_fields = {}, {}
+            for slug in slugs:
+                small, large = prices.get(slug) or DEFAULT_PRICES[slug]
+                with ui.row().classes("items-center gap-2 no-wrap w-full"):
+                    switches[slug] = ui.switch(slug, value=routes.get(slug) == name).mark(f"route-{slug}")
+                    price_fields[slug] = (
+                        ui.number("≤512²", value=small, min=0, precision=0).props("outlined dense").classes("w-24")
+                        .mark(f"price-small-{slug}"),
+                        ui.number("larger", value=large, min=0, precision=0).props("outlined dense")
+                        .classes("w-24").mark(f"price-large-{slug}"))
+            if not slugs:
+                cutouts = ui.switch("Remove backgrounds with Stability AI",
+                                    value=self.runtime.get("background_removal") == "stability") \
+                    .mark("background-removal-stability")
+
+            async def save() -> None:
+                value = {"base_url": (base_url.value or "").strip() or DEFAULT_BASE_URLS[name],
+                         "api_key": key.value or config.get("api_key")}
+                if not await self.set(f"provider_{name}", {k: v for k, v in value.items() if v}):
+                    return
+                if slugs:
+                    chosen = dict(self.runtime.get("provider_routes") or {})
+                    chosen.update({slug: (name if switch.value else "") for slug, switch in switches.items()})
+                    chosen_prices = dict(prices)
+                    chosen_prices.update({slug: [int(a.value or 0), int(b.value or 0)]
+                                          for slug, (a, b) in price_fields.items()})
+                    await self.set("provider_routes", chosen)
+                    await self.set("provider_prices", chosen_prices)
+                else:
+                    await self.set("background_removal", "stability" if cutouts.value else "local")
+                key.value = ""
+
+            async def test() -> None:
+                if await self.guard.user() is None:
+                    return
+                try:
+                    said = await off_loop(self.engine.test_provider, name)
+                except EngineError as exc:
+                    ui.notify(exc.message, type="negative", multi_line=True)
+                    return
+                ui.notify(said, type="positive")
+
+            with ui.row().classes("gap-2"):
+                ui.button("Save", on_click=save).props("unelevated no-caps").mark(f"save-provider-{name}")
+                ui.button("Test", icon="network_check", on_click=test).props("outline no-caps") \
+                    .mark(f"test-provider-{name}")
 
     def _text_model_card(self) -> None:
         config = dict(self.runtime.get("text_model") or {"provider": "builtin"})

@@ -80,7 +80,7 @@ def register(engine: ImageEngine) -> None:
             return
         choices = await off_loop(model_choices, engine)
         max_count = await off_loop(max_images, engine, user)
-        can_cut_out = await off_loop(lambda: engine.background_remover().available())
+        can_cut_out = await off_loop(engine.can_remove_backgrounds)
         upscalers = await off_loop(engine.upscalers_here)
         recent = await off_loop(recent_results, engine, user.id, RECENT_RESULTS)  # a reload or restart loses none
         with frame(user, "/", "Generate", "Describe an image, pick a model, and make it."):

@@ -117,3 +117,24 @@ def test_users_reset_password_from_the_command_line(settings, engine):
     assert runner.invoke(app, ["users", "reset-password", "nobody@example.com", "--generate"], env=env).exit_code == 1
     short = runner.invoke(app, ["users", "reset-password", "lost@example.com"], env=env, input="short\nshort\n")
     assert short.exit_code == 1 and "8" in short.output
+
+
+def test_providers_set_route_price_test_and_list(settings):
+    from tests.providers.vendors import BflStandIn
+
+    env = env_for(settings)
+    bfl = BflStandIn()
+    try:
+        assert runner.invoke(app, ["providers", "set", "bfl", "--key", bfl.key, "--base-url", bfl.base],
+                             env=env).exit_code == 0
+        assert runner.invoke(app, ["providers", "route", "flux-2-klein-9b", "bfl"], env=env).exit_code == 0
+        assert runner.invoke(app, ["providers", "route", "flux-2-klein-9b", "leonardo"], env=env).exit_code == 2
+        assert runner.invoke(app, ["providers", "price", "flux-2-pro", "9", "12"], env=env).exit_code == 0
+        tested = runner.invoke(app, ["providers", "test", "bfl"], env=env)
+        assert tested.exit_code == 0 and "1234.5 credits left" in tested.output
+        listed = runner.invoke(app, ["providers", "list"], env=env).output
+        assert "key set" in listed and "flux-2-pro         via BFL API, 9/12 credits" in listed
+        assert "flux-2-klein-9b    via BFL API" in listed and bfl.key not in listed
+        assert runner.invoke(app, ["providers", "test", "leonardo"], env=env).exit_code == 1  # no key yet
+    finally:
+        bfl.close()

@@ -243,3 +243,31 @@ async def test_the_admin_queue_shows_everyones_jobs_and_cancels_them(user, engin
         release.set()
     await eventually(lambda: held.future.done(), 30)
     await user.should_see(content="nothing running", retries=50)
+
+
+async def test_vendor_providers_keys_routes_prices_and_test(user, engine, admin_account):
+    from tests.providers.vendors import BflStandIn
+
+    bfl = BflStandIn()
+    try:
+        await open_admin(user, "server")
+        user.find(marker="provider-key-bfl").type(bfl.key)
+        user.find(marker="provider-url-bfl").clear().type(bfl.base)
+        set_value(user, "price-small-flux-2-pro", 9)
+        user.find(marker="save-provider-bfl").click()
+        await eventually(lambda: (engine.runtime.get("provider_bfl") or {}).get("api_key") == bfl.key)
+        assert engine.runtime.get("provider_bfl")["base_url"] == bfl.base
+        await eventually(lambda: engine.runtime.get("provider_prices").get("flux-2-pro") == [9, 10])
+        user.find(marker="test-provider-bfl").click()
+        await user.should_see("BFL API answered: 1234.5 credits left", retries=30)
+        assert engine.route_for("flux-2-pro").price == (9, 10)
+        from studio.widgets import model_choices
+
+        (choice,) = [c for c in model_choices(engine) if c.spec.slug == "flux-2-pro"]
+        assert choice.usable and choice.label == "FLUX.2 [pro] · via BFL API"
+        user.find(marker="route-flux-2-pro").click()  # off
+        user.find(marker="save-provider-bfl").click()
+        await eventually(lambda: engine.runtime.get("provider_routes").get("flux-2-pro") == "")
+        assert engine.route_for("flux-2-pro") is None
+    finally:
+        bfl.close()
