@@ -37,7 +37,14 @@ from engine.data.idempotency import IdempotencyStore
 from engine.data.leases import HEARTBEAT_S, LEASE, ProcessIdentity
 from engine.data.request_log import RequestLog
 from engine.data.tables import Job, JobStatus, User, utcnow
-from engine.errors import DatabaseBusy, EngineError, InvalidRequest, ModelUnavailable, NotFound
+from engine.errors import (
+    DatabaseBusy,
+    EngineError,
+    InvalidRequest,
+    ModelUnavailable,
+    NotFound,
+    ProviderUnavailable,
+)
 from engine.generation.catalog import FAMILY_INPAINT_PIPELINES, FAMILY_PIPELINES, Catalog, ModelSpec
 from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
@@ -178,7 +185,7 @@ class ImageEngine:
         else:
             self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
         self.remote = ProviderPool()  # jobs that wait on a vendor's API, off the GPU worker
-        self._providers: dict[tuple[str, ProviderConfig], Provider] = {}
+        self._providers: dict[str, tuple[ProviderConfig, Provider]] = {}  # name -> its latest configuration
         self.started_at = time.time()
         self._recovered = False
         self._background_remover = None
@@ -338,7 +345,7 @@ class ImageEngine:
             self._forget_inputs(refs)
             return
         log.info("resuming job %s (its process is gone)", job_id)
-        pool = self.remote if self._is_remote(task) else self.worker
+        pool = self.remote if task.remote else self.worker
 
         def ended(future: Future) -> None:
             self.meter.release_charge(request.get("charge_id"))  # what it still holds: the delivered part stays
@@ -428,6 +435,8 @@ class ImageEngine:
         model the admin routed to a vendor, or a cut-out by Stability, on the provider pool."""
         if job.kind == "remove_background" and job.params.model.startswith("stability:"):
             provider = self.provider("stability")
+            if provider is None:  # a resumed job whose provider the admin has removed meanwhile
+                raise ProviderUnavailable("Stability AI's background removal is no longer set up on this server")
             return {"run": lambda task: self.jobs.run_remote_cutout(task, job, provider, images[0]), "payload": job,
                     "remote": True}
         route = self.route_for(job.params.model)
@@ -494,7 +503,7 @@ class ImageEngine:
             session.commit()
         try:
             task = Task(id=row.id, owner=job.user.id, **self._task_fields(job, images, mask, strength))
-            task = (self.remote if self._is_remote(task) else self.worker).submit(task)
+            task = (self.remote if task.remote else self.worker).submit(task)
         except EngineError as exc:
             self.jobs.update_job(row.id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             self._forget_inputs(refs)
@@ -502,10 +511,6 @@ class ImageEngine:
         if refs:
             task.future.add_done_callback(lambda _future: self._forget_inputs(refs))
         return task
-
-    @staticmethod
-    def _is_remote(task: Task) -> bool:
-        return task.remote
 
     def live_task(self, job_id: str) -> Task | None:
         """The task of a job that this process runs (on the GPU worker or the provider pool)."""
@@ -517,10 +522,10 @@ class ImageEngine:
         config = provider_config(self.runtime.get(f"provider_{name}"), name)
         if config is None:
             return None
-        key = (name, config)
-        if key not in self._providers:
-            self._providers[key] = make_provider(name, config)
-        return self._providers[key]
+        known = self._providers.get(name)
+        if known is None or known[0] != config:  # first use, or the admin changed it
+            known = self._providers[name] = (config, make_provider(name, config))
+        return known[1]
 
     def route_for(self, slug: str) -> Route | None:
         """Where ``slug`` runs at a vendor: a proprietary slug once its vendor has a key (unless the admin turned

@@ -290,6 +290,7 @@ class RayWorker:
     def _handle(self, spec: ModelSpec):
         """The deployment handle of the spec's family, deploying it on first use (another process may have)."""
         from ray import serve
+        from ray.serve.exceptions import RayServeException
 
         family = spec.family
         with self._lock:
@@ -299,7 +300,7 @@ class RayWorker:
         name = f"imagestudio-{family}"
         try:
             handle = serve.get_app_handle(name)
-        except Exception:  # noqa: BLE001  (Serve raises several types for "no such application")
+        except RayServeException:  # not deployed yet (serve deploy with deploy/ray-serve.yaml does it ahead)
             handle = serve.run(deployment(family, self.config, **self.placement), name=name, route_prefix=None)
         with self._lock:
             self._handles[family] = handle
