@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -53,7 +53,10 @@ class Studio:
             raise AssertionError(f"no visible [data-testid={testid}] on {self.driver.current_url}") from None
 
     def until(self, condition, timeout: float = 20):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(condition)
+        # A condition that reads an element the page re-renders meanwhile (a new result arriving) sees it stale:
+        # that is "not yet", not a failure.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
     def open(self, path: str, testid: str = "page-title"):
         self.driver.get(self.base + path)
