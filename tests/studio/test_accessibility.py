@@ -5,7 +5,8 @@ from nicegui import ui
 
 from tests.studio.conftest import ADMIN_EMAIL, count, eventually, set_value, sign_in
 
-pytestmark = pytest.mark.anyio
+# UI flows: their database calls are the engine's, which the API tests run on PostgreSQL too (CI time).
+pytestmark = [pytest.mark.anyio, pytest.mark.sqlite_pass_only]
 
 
 def unnamed_icon_buttons(user) -> list[str]:

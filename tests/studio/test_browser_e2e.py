@@ -21,6 +21,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.browser import DESKTOP, PHONE, ROOT, headless_chromium, save_png, screenshots_folder
 from tests.server_process import Server, server_env
 
+# A real server and Chromium: the database under it is the engine's, run on PostgreSQL by the API tests (CI time).
+pytestmark = pytest.mark.sqlite_pass_only
+
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
 
 @pytest.fixture

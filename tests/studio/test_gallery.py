@@ -7,7 +7,8 @@ from engine.data.tables import ImageRecord
 from engine.generation.params import GenerationParams
 from tests.studio.conftest import ADMIN_EMAIL, USER_EMAIL, count, eventually, set_value, sign_in
 
-pytestmark = pytest.mark.anyio
+# UI flows: their database calls are the engine's, which the API tests run on PostgreSQL too (CI time).
+pytestmark = [pytest.mark.anyio, pytest.mark.sqlite_pass_only]
 
 
 def stored(engine, owner, prompt: str, model: str = "tiny-sd", seed: int = 1) -> str:

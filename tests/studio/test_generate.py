@@ -9,7 +9,8 @@ from engine.data.tables import ImageRecord, Workspace
 from studio.actions import seeds_for
 from tests.studio.conftest import USER_EMAIL, count, eventually, set_value, sign_in, submit_held, value_of
 
-pytestmark = pytest.mark.anyio
+# UI flows: their database calls are the engine's, which the API tests run on PostgreSQL too (CI time).
+pytestmark = [pytest.mark.anyio, pytest.mark.sqlite_pass_only]
 
 
 def images_of(engine, user_id) -> list[ImageRecord]:
