@@ -58,10 +58,10 @@ from engine.generation.params import (
     upscaled_x4,
 )
 from engine.generation.pipelines import PipelineManager, WeightsState, diffusers_class
+from engine.generation.png import decoded
 from engine.generation.resumable import (
     MAX_REQUEUES,
     AsyncJob,
-    decoded,
     generation_job,
     input_refs,
     job_request,

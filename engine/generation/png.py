@@ -10,6 +10,7 @@ decoder reads.
 from __future__ import annotations
 
 import base64
+import io
 import struct
 import zlib
 
@@ -51,6 +52,13 @@ def encode(image: Image.Image, text: dict[str, str] | None = None) -> bytes:
     parts += [_text_chunk(key, value) for key, value in (text or {}).items()]
     parts += [_chunk(b"IDAT", isal_zlib.compress(scanlines.tobytes(), 1)), _chunk(b"IEND", b"")]
     return b"".join(parts)
+
+
+def decoded(data: bytes) -> Image.Image:
+    """PNG (or any image) bytes as a loaded picture."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
 
 
 def data_url(png: bytes) -> str:

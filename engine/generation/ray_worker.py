@@ -125,7 +125,7 @@ class FamilyGenerator:
         import ray
 
         from engine.generation.params import ResolvedParams, encode_png, run_pipeline
-        from engine.generation.resumable import decoded
+        from engine.generation.png import decoded
 
         first = requests[0]
         spec: ModelSpec = first["spec"]

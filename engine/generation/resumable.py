@@ -45,12 +45,6 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def decoded(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
 def job_request(job: GenerationJob, async_job: AsyncJob, inputs: list[str], mask: str | None,
                 run_strength: float) -> dict:
     """A job's ``request`` column: everything beside its parameters that running it again needs."""

@@ -29,7 +29,7 @@ from engine.generation.params import (
     size_like,
     upscale_input,
 )
-from engine.generation.png import data_url
+from engine.generation.png import data_url, decoded
 from engine.generation.samplers import SAMPLER_FAMILIES, SAMPLERS, SCHEDULES, choose_sampler, replace_sampler
 from engine.service import ImageEngine
 from engine.tools.prompts import DEFAULT_TONE, TONES, build_prompt
@@ -118,12 +118,6 @@ def prepare_all(engine: ImageEngine, planned: list[GenerationParams], sampler: s
 def takes_samplers(spec: ModelSpec) -> bool:
     """Whether the model's pipeline runs the samplers of the list (FLUX and distilled models keep their own)."""
     return spec.family in SAMPLER_FAMILIES and spec.scheduler is None
-
-
-def decode_png(png: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(png))
-    image.load()
-    return image
 
 
 def decode_upload(data: bytes) -> tuple[Image.Image, bytes]:
@@ -651,11 +645,11 @@ class GeneratePage:
             def plan() -> actions.GenerationRun:
                 if x4:
                     return actions.GenerationRun(self.engine, user, [self.engine.x4_upscale_params(result.params)],
-                                                 init_image=decode_png(result.png),
+                                                 init_image=decoded(result.png),
                                                  source_image_id=result.image_id if result.stored else None,
                                                  kind="upscale")
                 bigger = self.engine.upscale_params(result.params)
-                start = upscale_input(decode_png(result.png), bigger)
+                start = upscale_input(decoded(result.png), bigger)
                 return actions.GenerationRun(self.engine, user, [bigger], init_image=start, strength=UPSCALE_STRENGTH,
                                              source_image_id=result.image_id if result.stored else None,
                                              kind="upscale")
@@ -900,7 +894,7 @@ class GeneratePage:
             png = await off_loop(self.engine.gallery.read, record)
         except NotFound:
             return None
-        return await off_loop(decode_png, png), png, image_id
+        return await off_loop(decoded, png), png, image_id
 
     def _restore_edit(self, source: tuple[Image.Image, bytes, str | None] | None, strength: float | None) -> None:
         if source is None:
@@ -912,7 +906,7 @@ class GeneratePage:
             self.strength.value = strength
 
     async def send_to_edit(self, result: GenerationResult) -> None:
-        image = await off_loop(decode_png, result.png)
+        image = await off_loop(decoded, result.png)
         self.start_edit(image, result.png, result.image_id if result.stored else None)
         self.prompt.value = result.params.prompt
         ui.notify("Image ready to edit: change the prompt and press Edit image.")
