@@ -130,8 +130,8 @@ class JobRunner:
         task.total = 1  # no steps to show: waiting, then done
         started = time.perf_counter()
         try:
-            result = provider.generate(route.vendor_model, job.params, should_stop=lambda: task.cancelled)
-            image = decoded_image(result.data, provider.label)
+            data = provider.generate(route.vendor_model, job.params, should_stop=lambda: task.cancelled)
+            image = decoded_image(data, provider.label)
             if task.cancelled:
                 raise JobCancelled("the job was cancelled")
             extra = (job.png_extra() or {}) | {"provider": provider.name, "vendor_model": route.vendor_model}
@@ -149,8 +149,8 @@ class JobRunner:
         self.mark_running(task)
         started = time.perf_counter()
         try:
-            result = provider.remove_background(image, should_stop=lambda: task.cancelled)
-            cut = decoded_image(result.data, provider.label).convert("RGBA")
+            data = provider.remove_background(image, should_stop=lambda: task.cancelled)
+            cut = decoded_image(data, provider.label).convert("RGBA")
             png = encode_png(cut, job.params, {"kind": job.kind, "provider": provider.name})
             return self.complete(task, job, png, started)
         except BaseException as exc:

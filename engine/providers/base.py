@@ -13,14 +13,13 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from engine.errors import (  # noqa: F401  (the provider errors, re-exported for the adapters)
-    ContentModerated,
+from engine.errors import (
     EngineError,
     InvalidRequest,
     JobCancelled,
@@ -44,13 +43,6 @@ class ProviderConfig:
     poll_interval_s: float = 1.0
 
 
-@dataclass
-class RemoteResult:
-    data: bytes  # the image as the vendor sent it (PNG, JPEG or WebP)
-    vendor_id: str = ""
-    extra: dict = field(default_factory=dict)  # what the vendor reports beside it (its seed, its cost)
-
-
 StopCheck = Callable[[], bool]
 
 
@@ -66,10 +58,11 @@ class Provider:
         self.base = config.base_url.rstrip("/")
 
     # -- what each adapter implements ---------------------------------------------------------------
-    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> RemoteResult:
+    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> bytes:
+        """The image as the vendor sent it (PNG, JPEG or WebP)."""
         raise NotImplementedError
 
-    def remove_background(self, image: Image.Image, should_stop: StopCheck) -> RemoteResult:
+    def remove_background(self, image: Image.Image, should_stop: StopCheck) -> bytes:
         raise InvalidRequest(f"{self.label} does not remove backgrounds")
 
     def test(self) -> str:

@@ -14,7 +14,7 @@ import httpx
 
 from engine.errors import ContentModerated, EngineError, ProviderOutOfCredit, ProviderUnavailable
 from engine.generation.params import ResolvedParams
-from engine.providers.base import Provider, RemoteResult, StopCheck
+from engine.providers.base import Provider, StopCheck
 
 MODERATED = ("Request Moderated", "Content Moderated")
 FAILED = ("Error", "Failed", "Task not found")
@@ -27,7 +27,7 @@ class BflProvider(Provider):
     def headers(self) -> dict[str, str]:
         return {"x-key": self.config.api_key, "accept": "application/json"}
 
-    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> RemoteResult:
+    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> bytes:
         body = {"prompt": params.prompt, "width": params.width, "height": params.height, "seed": params.seed,
                 "output_format": "png", "safety_tolerance": 2}
         deadline = time.monotonic() + self.config.timeout_s
@@ -43,8 +43,7 @@ class BflProvider(Provider):
                 result = polled.get("result") or {}
                 if not isinstance(result.get("sample"), str):
                     raise ProviderUnavailable(f"{self.label} said the image was ready but gave no link to it")
-                return RemoteResult(data=self.download(result["sample"]), vendor_id=task_id,
-                                    extra={"seed": result.get("seed")})
+                return self.download(result["sample"])
             if status in MODERATED:
                 raise ContentModerated(f"{self.label}'s moderation refused this request ({status.lower()}); "
                                        f"change the prompt", field="prompt")

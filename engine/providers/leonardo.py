@@ -14,7 +14,7 @@ import httpx
 
 from engine.errors import ContentModerated, EngineError, ProviderOutOfCredit, ProviderUnavailable
 from engine.generation.params import ResolvedParams
-from engine.providers.base import Provider, RemoteResult, StopCheck
+from engine.providers.base import Provider, StopCheck
 
 SEED_LIMIT = 2_147_483_637  # Leonardo's largest seed: larger ones are folded into its range
 
@@ -26,7 +26,7 @@ class LeonardoProvider(Provider):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}", "accept": "application/json"}
 
-    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> RemoteResult:
+    def generate(self, model: str, params: ResolvedParams, should_stop: StopCheck) -> bytes:
         body = {"prompt": params.prompt, "modelId": model, "width": params.width, "height": params.height,
                 "num_images": 1, "seed": params.seed % SEED_LIMIT, "contrast": 3.5, "alchemy": False,
                 "ultra": False}  # alchemy: not on Lucid, and Phoenix's "Quality" mode would change the price
@@ -52,8 +52,7 @@ class LeonardoProvider(Provider):
                     raise ProviderUnavailable(f"{self.label} finished without an image")
                 if images[0].get("nsfw") is True:
                     raise ContentModerated(f"{self.label} flagged the image as not safe for work", field="prompt")
-                return RemoteResult(data=self.download(images[0]["url"]), vendor_id=generation_id,
-                                    extra={"api_credit_cost": job.get("apiCreditCost")})
+                return self.download(images[0]["url"])
             if status == "FAILED":
                 raise ProviderUnavailable(f"{self.label} could not make the image; try again")
             self.wait(deadline, should_stop, cancel=cancel)

@@ -13,7 +13,7 @@ import httpx
 from PIL import Image
 
 from engine.errors import ContentModerated, EngineError, InvalidRequest, ProviderOutOfCredit
-from engine.providers.base import Provider, RemoteResult, StopCheck
+from engine.providers.base import Provider, StopCheck
 
 MAX_PIXELS = 4_194_304  # Stability's limit for this endpoint (about 2048×2048)
 
@@ -25,7 +25,7 @@ class StabilityProvider(Provider):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key}"}
 
-    def remove_background(self, image: Image.Image, should_stop: StopCheck) -> RemoteResult:
+    def remove_background(self, image: Image.Image, should_stop: StopCheck) -> bytes:
         if not 4096 <= image.width * image.height <= MAX_PIXELS or min(image.size) < 64:
             raise InvalidRequest(f"{self.label} removes backgrounds of images of 64 px a side and up to "
                                  f"{MAX_PIXELS:,} pixels; this one is {image.width}×{image.height}",
@@ -37,7 +37,7 @@ class StabilityProvider(Provider):
                                 files={"image": ("image.png", buffer.getvalue(), "image/png")})
         if response.headers.get("finish-reason") == "CONTENT_FILTERED":
             raise ContentModerated(f"{self.label}'s content filter refused this image", field="input_image")
-        return RemoteResult(data=response.content, vendor_id=response.headers.get("x-request-id", ""))
+        return response.content
 
     def error_for(self, response: httpx.Response) -> EngineError:
         try:
