@@ -641,7 +641,7 @@ class ImageEngine:
                                   store: bool | None = None, charge_id: str | None = None, cost: int = 0,
                                   async_job: AsyncJob | None = None) -> Task:
         """Cut out the subject of ``image`` (rembg) on the worker; the result is a transparent PNG."""
-        if self.runtime.get("background_removal") == "stability" and self.provider("stability") is not None:
+        if self._stability_cutouts():
             model = "stability:remove-background"  # the admin's choice: Stability AI's engine, as the seed names
         else:
             remover = self.background_remover()
@@ -656,9 +656,11 @@ class ImageEngine:
 
     def can_remove_backgrounds(self) -> bool:
         """Whether a cut-out can run: Stability AI chosen and set up, or rembg's model file here."""
-        if self.runtime.get("background_removal") == "stability" and self.provider("stability") is not None:
-            return True
-        return self.background_remover().available()
+        return self._stability_cutouts() or self.background_remover().available()
+
+    def _stability_cutouts(self) -> bool:
+        """The admin chose Stability AI for background removal, and it has a key."""
+        return self.runtime.get("background_removal") == "stability" and self.provider("stability") is not None
 
     def background_remover(self):
         if self._background_remover is None:
