@@ -30,7 +30,6 @@ from api.routes.prompt import EnhancedPrompt, enhance_prompt, enhanced_payload
 from api.schemas import Envelope, ImageData
 from engine.billing.metering import Admission
 from engine.billing.pricing import BACKGROUND_REMOVAL_CREDITS
-from engine.generation.catalog import ModelSpec
 from engine.generation.inputs import InputLimits, parse_image_input
 from engine.generation.params import (
     ASPECT_RATIOS,
@@ -144,7 +143,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
     # Validated and priced before admission, admitted before the input image is fetched or decoded. An edit
     # sized like its input is priced at the model's native size, so its price doesn't wait for the image.
     webhook = await webhook_target(request, engine, body.callback_url, body.run_async)
-    resolved, _spec = await asyncio.to_thread(_prepare, engine, body, None)
+    resolved = await asyncio.to_thread(_prepare, engine, body, None)
     cost = await asyncio.to_thread(engine.credits_for, resolved)
     storage = await asyncio.to_thread(engine.storage_for, account.user)
     action = "edit" if body.input_image else "generate"
@@ -153,7 +152,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
         params, image = resolved, None
         if body.input_image:
             image = await _load_input(engine, body.input_image)
-            params = (await asyncio.to_thread(_prepare, engine, body, image))[0]
+            params = await asyncio.to_thread(_prepare, engine, body, image)
         task = await asyncio.to_thread(engine.submit_generation, account.user, params, store=storage["store"],
                                        kind=action, init_image=image, strength=body.strength,
                                        charge_id=admission.charge_id, cost=cost,
@@ -165,7 +164,7 @@ async def _generate_or_edit(request: Request, body: ImageStudioRequest, account:
     return await metered(request, engine, account.workspace.id, requests=1, credits=cost, work=work)
 
 
-def _prepare(engine: ImageEngine, body: ImageStudioRequest, image) -> tuple[ResolvedParams, ModelSpec]:
+def _prepare(engine: ImageEngine, body: ImageStudioRequest, image) -> ResolvedParams:
     """The parameters that run, sized by aspect ratio or the input image (blocking: the engine reads the catalog)."""
     spec = engine.resolve_model(body.model)[0]
     if body.width and body.height:
@@ -181,4 +180,4 @@ def _prepare(engine: ImageEngine, body: ImageStudioRequest, image) -> tuple[Reso
     if image is not None and "strength" in body.model_fields_set and not spec.edit_uses_strength:
         resolved = dataclasses.replace(resolved, warnings=resolved.warnings + (
             f"strength was not used: {spec.name} edits by reference, without a strength",))
-    return resolved, spec
+    return resolved
