@@ -31,7 +31,7 @@ def test_one_process_serves_studio_api_and_docs(server):
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     # The box's first owner is its admin on the Studio plan: the image is stored and linked, not inlined.
-    assert data["storage"]["plan_slug"] == "studio" and data["storage"]["stored"] is True
+    assert data["storage"]["plan_slug"] == "owner" and data["storage"]["stored"] is True
     assert data["image"].startswith(f"{base}/api/v1/images/{data['id']}")
     assert httpx.get(data["image"]).content.startswith(b"\x89PNG")
     assert httpx.get(f"{base}/api/v1/nope").json()["error"]["code"] == "not_found"

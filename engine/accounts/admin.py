@@ -17,7 +17,7 @@ from engine.data.db import read_scope, serialize, session_scope
 from engine.data.tables import ImageRecord, Plan, User, Workspace
 from engine.errors import Conflict, InvalidRequest, NotFound
 
-FIRST_ADMIN_PLAN = "studio"  # the owner of the box gets the biggest built-in plan
+FIRST_ADMIN_PLAN = "owner"  # the person who runs the box: no request limits (engine/accounts/users.py)
 _PLAN_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # Integer columns are 32-bit on PostgreSQL: a bigger number is a clear 422, never an overflow in the database.
 MAX_NUMBER = 2**31 - 1

@@ -101,7 +101,7 @@ class Accounts:
     def key_for_owner(self, email: str, key_name: str, *, name: str = "", admin_if_new: bool = False,
                       plan_slug: str | None = None) -> tuple[User, ApiKey, str]:
         """A new key for ``email``, creating the owner if new. The first owner on a box is its admin, on the
-        biggest built-in plan (the person who runs the box is not rate-limited like a free user); others get
+        owner plan (the person who runs the box is not rate-limited on their own machine); others get
         ``plan_slug`` or the free plan."""
         with session_scope(self._db) as session:
             user = session.exec(select(User).where(User.email == normalize_email(email))).first()

@@ -18,7 +18,15 @@ KEY_PREFIX = "sk_live_"
 _LOOKUP_LEN = 8  # characters after sk_live_ that find the row; shown to users as the key's prefix
 _ALPHABET = string.ascii_letters + string.digits
 
+# "No limit" in a plan's integer columns: the largest value both SQLite and PostgreSQL INTEGER hold.
+UNLIMITED = 2_147_483_647
+
 DEFAULT_PLANS = (
+    # The person who runs the box: nothing they do on their own machine is rate-limited or metered out.
+    # Plans with limits are for the keys they hand out (engine/accounts/admin.py FIRST_ADMIN_PLAN).
+    Plan(slug="owner", name="Owner", requests_per_minute=UNLIMITED, requests_per_day=UNLIMITED,
+         requests_per_month=UNLIMITED, max_concurrent_jobs=UNLIMITED, max_batch_size=UNLIMITED,
+         storage_enabled=True, storage_quota_mb=UNLIMITED, monthly_credits=UNLIMITED, price_usd_month=0),
     Plan(slug="free", name="Free", requests_per_minute=10, requests_per_day=50, requests_per_month=1500,
          max_concurrent_jobs=1, max_batch_size=4, storage_enabled=False, storage_quota_mb=0,
          monthly_credits=200, price_usd_month=0),

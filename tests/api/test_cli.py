@@ -32,7 +32,7 @@ def test_keys_create_list_revoke(settings):
     assert second.exit_code == 0 and "(admin)" not in second.output
 
 
-def test_the_first_owner_is_on_the_studio_plan_and_later_ones_on_free(settings):
+def test_the_first_owner_is_on_the_owner_plan_and_later_ones_on_free(settings):
     """The person who runs the box is not rate-limited like a free user on their own machine."""
     from engine.service import ImageEngine
 
@@ -43,7 +43,7 @@ def test_the_first_owner_is_on_the_studio_plan_and_later_ones_on_free(settings):
                          env=env).exit_code == 0
     engine = ImageEngine(settings)
     plans = {row.user.email: row.workspace.plan_slug for row in engine.admin.list_accounts()}
-    assert plans == {"admin@localhost": "studio", "bob@example.com": "free", "eve@example.com": "pro"}
+    assert plans == {"admin@localhost": "owner", "bob@example.com": "free", "eve@example.com": "pro"}
 
 
 def test_generate_writes_a_png(settings, tmp_path):

@@ -184,3 +184,26 @@ def test_a_dead_processes_admissions_are_given_back_at_once(engine):
     assert engine.meter.charge_owners() == {engine.meter.process_id}
     assert engine.meter.refund_abandoned({engine.meter.process_id}) == 1
     assert engine.meter.active(ws) == 0
+
+
+def test_the_owner_plan_is_never_rate_limited(engine):
+    """The person who runs the box: more requests in a minute than any plan allows, many at a time, all admitted."""
+    from engine.accounts.users import DEFAULT_PLANS
+
+    biggest = max(plan.requests_per_minute for plan in DEFAULT_PLANS if plan.slug != "owner")
+    with session_scope(engine.db) as session:  # a new workspace: its monthly credits are granted on first use
+        ws = create_user(session, "owner@example.com", plan_slug="owner").workspace_id
+        session.commit()
+    held = [engine.meter.admit(ws) for _ in range(20)]  # concurrent: none settled yet
+    for admission in held:
+        admission.succeeded(images=1)
+        engine.meter.settle(admission)
+
+    def request():
+        admission = engine.meter.admit(ws, credits=3)  # costs credits too: the owner's balance is unlimited
+        admission.succeeded(images=1)
+        engine.meter.settle(admission)
+
+    for _ in range(biggest + 1 - len(held)):
+        request()
+    assert engine.meter.usage(ws)["counts"]["minute"][0] == biggest + 1

@@ -27,7 +27,7 @@ async def test_first_run_creates_the_admin_in_the_browser(user, engine):
     with session_scope(engine.db) as session:
         admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
         workspace = session.get(Workspace, admin.workspace_id)
-    assert admin.is_admin and admin.password_hash and workspace.plan_slug == "studio"
+    assert admin.is_admin and admin.password_hash and workspace.plan_slug == "owner"
 
 
 async def test_first_run_rejects_mismatched_and_short_passwords(user):
