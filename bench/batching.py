@@ -14,7 +14,7 @@ import argparse
 import statistics
 import time
 
-from bench.common import placed_pipeline, prepare_data_dir, print_table, temp_dirs, write_result
+from bench.common import placed_pipeline, prepare_data_dir, print_table, register_bench_models, temp_dirs, write_result
 
 
 def main() -> None:
@@ -33,13 +33,15 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     db = make_engine("sqlite://")
     init_db(db)
-    spec = Catalog(db).get(args.model)
-    guidance = 0.0 if spec.family == "flux" else 5.0
-    params = [check_inputs(GenerationParams(prompt=f"a lighthouse at dusk {i}", width=args.size, height=args.size,
-                                            steps=args.steps, seed=i, guidance_scale=guidance), spec)
-              for i in range(max(batches))]
+    catalog = Catalog(db)
     with temp_dirs() as (data_dir, models_dir):
-        prepare_data_dir(data_dir, models_dir)
+        prepare_data_dir(data_dir, models_dir, (args.model,))
+        register_bench_models(catalog, models_dir, (args.model,))
+        spec = catalog.get(args.model)
+        guidance = 0.0 if spec.family == "flux" else 5.0
+        params = [check_inputs(GenerationParams(prompt=f"a lighthouse at dusk {i}", width=args.size, height=args.size,
+                                                steps=args.steps, seed=i, guidance_scale=guidance), spec)
+                  for i in range(max(batches))]
         pipe = placed_pipeline(data_dir, models_dir, args.model)
         run_pipeline(pipe, spec, params[:1])  # warm up
         times: dict[int, list[float]] = {b: [] for b in batches}

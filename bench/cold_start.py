@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with temp_dirs() as (data_dir, models_dir):
-        key = prepare_data_dir(data_dir, models_dir)
+        key = prepare_data_dir(data_dir, models_dir, (args.model,))
         bare_load = seconds(bare_pipeline, models_dir, args.model)
         bare_load_second = seconds(bare_pipeline, models_dir, args.second_model)
 

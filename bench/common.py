@@ -44,8 +44,26 @@ def bench_settings(data_dir: Path, models_dir: Path, **overrides):
                     studio_enabled=False, allow_downloads=False, secret_key="bench", **overrides)
 
 
-def prepare_data_dir(data_dir: Path, models_dir: Path) -> str:
-    """A bench account on an unlimited plan (storage off, like the Free plan); returns its API key."""
+def model_path(slug: str, models_dir: Path) -> Path:
+    """The folder a benchmark model loads from: a tiny model (built in ``models_dir``) or a real-size one
+    (``bench-sd15``, ``bench-sdxl``: built once in a cache, bench/fullsize.py)."""
+    from bench.fullsize import SAVED_ARCHS, model_folder
+    from engine.generation.tiny_models import ensure_tiny_model
+
+    return model_folder(slug) if slug in SAVED_ARCHS else ensure_tiny_model(slug, models_dir)
+
+
+def register_bench_models(catalog, models_dir: Path, models: tuple[str, ...]) -> None:
+    from bench.fullsize import SAVED_ARCHS
+
+    for slug in models:
+        if slug in SAVED_ARCHS:
+            catalog.add_custom(slug, str(model_path(slug, models_dir)), "sdxl" if "xl" in slug else "sd")
+
+
+def prepare_data_dir(data_dir: Path, models_dir: Path, models: tuple[str, ...] = ()) -> str:
+    """A bench account on an unlimited plan (storage off, like the Free plan); returns its API key.
+    Real-size bench models named in ``models`` are registered as custom models (their folder)."""
     from engine.accounts.users import create_api_key, create_user
     from engine.data.db import session_scope
     from engine.data.tables import Plan
@@ -55,6 +73,7 @@ def prepare_data_dir(data_dir: Path, models_dir: Path) -> str:
     for slug in TINY_MODEL_SLUGS:
         ensure_tiny_model(slug, models_dir)
     engine = ImageEngine(bench_settings(data_dir, models_dir))
+    register_bench_models(engine.catalog, models_dir, models)
     big = 10**9
     with session_scope(engine.db) as session:
         session.merge(Plan(slug="bench", name="Bench", requests_per_minute=big, requests_per_day=big,
@@ -175,10 +194,9 @@ def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
     import diffusers
 
     from engine.generation.device import resolve_device, resolve_dtype
-    from engine.generation.tiny_models import ensure_tiny_model
 
     device = device or resolve_device("auto")
-    path = ensure_tiny_model(slug, models_dir)
+    path = model_path(slug, models_dir)
     pipe = diffusers.DiffusionPipeline.from_pretrained(path, dtype=resolve_dtype(device), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -190,6 +208,7 @@ def placed_pipeline(data_dir: Path, models_dir: Path, slug: str):
     from engine.service import ImageEngine
 
     engine = ImageEngine(bench_settings(data_dir.parent / "placed", models_dir))
+    register_bench_models(engine.catalog, models_dir, (slug,))
     return engine.pipelines.get(slug).pipe
 
 

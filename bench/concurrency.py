@@ -65,7 +65,7 @@ def main() -> None:
     guidance = 0.0 if "flux" in args.model else 5.0
 
     with temp_dirs() as (data_dir, models_dir):
-        key = prepare_data_dir(data_dir, models_dir)
+        key = prepare_data_dir(data_dir, models_dir, (args.model,))
         # The server's own pipeline object called in a plain loop: the speedup is batching, not placement.
         pipe = placed_pipeline(data_dir, models_dir, args.model)
         pipe(**bare_kwargs("warm up", args.size, args.size, args.steps, 0, guidance))

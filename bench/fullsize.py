@@ -4,6 +4,7 @@ downloading a byte of weights.
 
     python -m bench.fullsize --arch sdxl --params-only          # count parameters (meta device, any machine)
     python -m bench.fullsize --arch flux-schnell --batches 1,4   # time batch sizes on the GPU
+    python -m bench.fullsize --arch sd15 --save                  # write the SD 1.5 folder the CPU benches use
 
 The timing mode compares one request per pipeline call with batched calls (what the server's dynamic
 batching does), at the model's native size and default steps, in bf16 (fp16 where bf16 is missing).
@@ -12,8 +13,10 @@ batching does), at the model's native size and default steps, in bf16 (fp16 wher
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -28,6 +31,17 @@ SDXL_UNET = dict(
     norm_num_groups=32, out_channels=4, projection_class_embeddings_input_dim=2816, sample_size=128,
     transformer_layers_per_block=[1, 2, 10], up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
     use_linear_projection=True,
+)
+SD15_UNET = dict(
+    act_fn="silu", attention_head_dim=8, block_out_channels=[320, 640, 1280, 1280], center_input_sample=False,
+    cross_attention_dim=768, down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"], downsample_padding=1,
+    flip_sin_to_cos=True, freq_shift=0, in_channels=4, layers_per_block=2, mid_block_scale_factor=1, norm_eps=1e-5,
+    norm_num_groups=32, out_channels=4, sample_size=64, up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+)
+SD15_VAE = dict(
+    act_fn="silu", block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+    norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
 )
 SDXL_VAE = dict(
     act_fn="silu", block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
@@ -55,7 +69,8 @@ T5_XXL_ENCODER = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_l
                       dense_act_fn="gelu_new", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 
 ARCHS = {
-    "sdxl": {"size": 1024, "steps": 30, "guidance": 7.0, "slug": "stable-diffusion"},
+    "sd15": {"size": 512, "steps": 25, "guidance": 7.5, "slug": "bench-sd15"},
+    "sdxl": {"size": 1024, "steps": 30, "guidance": 7.0, "slug": "bench-sdxl"},
     "flux-schnell": {"size": 1024, "steps": 4, "guidance": 0.0, "slug": "flux-schnell"},
 }
 
@@ -78,6 +93,7 @@ def build(arch: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16):
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
+        StableDiffusionPipeline,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
@@ -94,12 +110,20 @@ def build(arch: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16):
 
     # Schedulers keep their tables on the CPU: made outside the device context.
     schedulers = {
+        "sd15": EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1),
         "sdxl": EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        timestep_spacing="leading", steps_offset=1),
         "flux-schnell": FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
     }
     torch.manual_seed(0)
     with torch.device(device), default_dtype(dtype):
+        if arch == "sd15":
+            return StableDiffusionPipeline(
+                unet=UNet2DConditionModel(**SD15_UNET), vae=AutoencoderKL(**SD15_VAE),
+                text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)), tokenizer=build_clip_tokenizer(),
+                scheduler=schedulers[arch], safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False)
         if arch == "sdxl":
             return StableDiffusionXLPipeline(
                 unet=UNet2DConditionModel(**SDXL_UNET), vae=AutoencoderKL(**SDXL_VAE),
@@ -113,6 +137,25 @@ def build(arch: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16):
                 text_encoder_2=T5EncoderModel(T5Config(**T5_XXL_ENCODER)), tokenizer_2=ByT5Tokenizer(),
                 scheduler=schedulers[arch])
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+
+
+# Where the real-size benchmark models are written once (4.3 GB for SD 1.5 in float32) and reused by every run.
+BENCH_MODELS = Path(os.environ.get("IMAGESTUDIO_BENCH_MODELS", Path.home() / ".cache" / "imagestudio-bench"))
+SAVED_ARCHS = {"bench-sd15": "sd15", "bench-sdxl": "sdxl"}  # bench model slug -> architecture
+
+
+def model_folder(slug: str) -> Path:
+    """The diffusers folder of a real-size benchmark model (``bench-sd15``, ``bench-sdxl``), written on first use
+    with ``save_pretrained``: the server and bare diffusers then load the same files with ``from_pretrained``."""
+    arch = SAVED_ARCHS[slug]
+    folder = BENCH_MODELS / slug
+    if not (folder / "model_index.json").exists():
+        print(f"building {slug} ({arch} architecture, random weights, float32) in {folder} ...", flush=True)
+        pipe = build(arch, "cpu", torch.float32)
+        partial = folder.with_name(folder.name + ".partial")
+        pipe.save_pretrained(partial, safe_serialization=True)
+        partial.rename(folder)  # whole folder or none: an interrupted build is not taken for a model
+    return folder
 
 
 def parameter_counts(pipe) -> dict[str, int]:
@@ -149,7 +192,15 @@ def main() -> None:
     parser.add_argument("--params-only", action="store_true", help="build on the meta device and count parameters")
     parser.add_argument("--batches", default="1,2,4,8")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save", action="store_true", help="write the model folder the CPU benches load (sd15, sdxl)")
     args = parser.parse_args()
+
+    if args.save:
+        slug = ARCHS[args.arch]["slug"]
+        if slug not in SAVED_ARCHS:
+            raise SystemExit(f"--save writes {', '.join(SAVED_ARCHS)}; {args.arch} is built in memory only")
+        print(model_folder(slug))
+        return
 
     if args.params_only:
         counts = parameter_counts(build(args.arch, "meta"))

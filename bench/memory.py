@@ -27,7 +27,7 @@ def main() -> None:
 
     rows = []
     with temp_dirs() as (data_dir, models_dir):
-        key = prepare_data_dir(data_dir, models_dir)
+        key = prepare_data_dir(data_dir, models_dir, tuple(args.models.split(",")))
         with running_server(data_dir, models_dir) as (base, proc, _ready):
             headers = {"Authorization": f"Bearer {key}"}
             health = httpx.get(f"{base}/api/v1/health").json()["data"]["checks"]["device"]

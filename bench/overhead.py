@@ -48,7 +48,7 @@ def main() -> None:
     per_round = max(1, args.images // args.rounds)
 
     with temp_dirs() as (data_dir, models_dir):
-        key = prepare_data_dir(data_dir, models_dir)
+        key = prepare_data_dir(data_dir, models_dir, (args.model,))
         plain, placed = bare_pipeline(models_dir, args.model), placed_pipeline(data_dir, models_dir, args.model)
         body = {"model": args.model, "width": args.size, "height": args.size, "steps": args.steps,
                 "seed": args.seed, "guidance_scale": guidance}

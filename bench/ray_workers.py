@@ -87,7 +87,7 @@ def main() -> None:
 
     rows = []
     with temp_dirs() as (data_dir, models_dir):
-        prepare_data_dir(data_dir, models_dir)
+        prepare_data_dir(data_dir, models_dir, (args.model,))
         base = bench_settings(data_dir, models_dir, device=args.device,
                               cpu_threads=cores if args.device == "cpu" else 0)
         rows.append({"setup": "in-process", **run_setup(base, args.images, args.clients, make_params)})
