@@ -252,8 +252,11 @@ class PipelineManager:
             # Decode a batch one image at a time: same pixels, lower peak memory, and on CPU faster
             # too (a batch of 4 at 512² decoded whole thrashes the caches: bench/concurrency.py).
             pipe.vae.enable_slicing()
-        if self.channels_last and self.device in ("cuda", "cpu"):
-            # Convolutions run 5-15% faster in NHWC with cuDNN and with oneDNN on CPU (bench/overhead.py).
+        if self.channels_last and self.device == "cuda":
+            # Convolutions run faster in NHWC with cuDNN. After the move, so the host keeps no converted copy;
+            # each weight is swapped in place on the GPU. Not on CPU: there the conversion copies every conv
+            # weight out of the mmap'd safetensors (+5 GB RSS at SD 1.5 size) and oneDNN ran 10-20% slower
+            # on it, not faster (docs/benchmarks.md, "Performance, round two").
             for module in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
                 if module is not None:
                     module.to(memory_format=torch.channels_last)

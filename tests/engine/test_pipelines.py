@@ -80,6 +80,41 @@ def test_edit_pipeline_shares_the_modules(catalog, models_dir):
     assert type(edit).__name__ == "StableDiffusionImg2ImgPipeline" and edit.unet is loaded.pipe.unet
 
 
+def _storages(pipe) -> dict[int, int]:
+    """Every distinct tensor storage the pipeline's modules hold, by address: its bytes."""
+    import torch
+
+    found = {}
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            for tensor in [*component.parameters(), *component.buffers()]:
+                storage = tensor.untyped_storage()
+                found[storage.data_ptr()] = storage.nbytes()
+    return found
+
+
+@pytest.mark.parametrize("slug", ["tiny-sd", "tiny-sdxl", "tiny-flux"])
+def test_placement_keeps_one_copy_of_the_weights(catalog, models_dir, slug):
+    """Placing a pipeline (device, dtype, memory format, VAE slicing) converts no weight into a second copy:
+    the tensors it serves from are the ones from_pretrained made, and they hold just the model's bytes."""
+    import torch
+
+    from engine.generation.pipelines import diffusers_class, module_bytes
+    from engine.generation.tiny_models import ensure_tiny_model
+
+    pipes = manager(catalog, models_dir)
+    spec = catalog.get(slug)
+    pipe = diffusers_class(spec.pipeline_class).from_pretrained(
+        str(ensure_tiny_model(slug, models_dir)), dtype=torch.float32, local_files_only=True)
+    before = _storages(pipe)
+    assert pipes._place(pipe, spec) == module_bytes(pipe)
+    after = _storages(pipe)
+    assert after == before  # the same storages: nothing copied, nothing kept beside them
+    assert sum(after.values()) == module_bytes(pipe)
+    loaded = pipes.get(slug)  # and through the manager's own load path
+    assert sum(_storages(loaded.pipe).values()) == loaded.bytes
+
+
 @pytest.mark.parametrize("slug", ["tiny-sd", "tiny-sdxl", "tiny-flux"])
 def test_inpainting_repaints_only_the_white_of_the_mask(catalog, models_dir, slug):
     """Diffusers' inpaint pipeline of each family, sharing the loaded modules. Two prompts, one seed: the black
