@@ -30,13 +30,17 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Bytes of loaded pipelines kept resident; 0 = 80% of device memory."
     )
     allow_downloads: bool = Field(default=True, description="Fetch missing weights from the hub on first use.")
-    cpu_threads: int = Field(default=0, ge=0, description="torch threads on CPU; 0 = torch's default (one per physical core).")
+    cpu_threads: int = Field(default=0, ge=0, description="torch threads on a CPU-only box; 0 = one per core but "
+                                                          "one, which stays free for the API.")
+    tune_malloc: bool = Field(default=True, description="Keep the pipeline's working memory resident in glibc "
+                                                        "malloc instead of page-faulting it in at every step.")
     max_batch: int = Field(default=0, ge=0, le=64,
                            description="Most compatible requests run as one pipeline call; 0 = 4 on CPU, 8 on GPU.")
     batch_window_ms: float = Field(default=15.0, ge=0, le=1000,
                                    description="How long a lone request may wait for companions to batch with.")
     compile: bool = Field(default=False, description="torch.compile the denoiser at load (GPU; slow first load).")
-    channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs (GPU and CPU).")
+    channels_last: bool = Field(default=True, description="channels-last memory format for UNets/VAEs on CUDA "
+                                                          "(slower on CPU and a copy of the weights: unused there).")
 
     worker: Literal["local", "ray"] = Field(
         default="local", description="local: the pipelines run in this process; ray: on Ray Serve replicas of a "

@@ -46,7 +46,7 @@ from engine.errors import (
     ProviderUnavailable,
 )
 from engine.generation.catalog import FAMILY_INPAINT_PIPELINES, FAMILY_PIPELINES, Catalog, ModelSpec
-from engine.generation.device import device_memory_bytes, resolve_device, resolve_dtype
+from engine.generation.device import cpu_threads, device_memory_bytes, resolve_device, resolve_dtype, tune_malloc
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
 from engine.generation.params import (
     GenerationParams,
@@ -156,8 +156,10 @@ class ImageEngine:
             ensure_default_plans(session)
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(self.device, settings.dtype)
-        if self.device == "cpu" and settings.cpu_threads:
-            torch.set_num_threads(settings.cpu_threads)
+        if settings.tune_malloc:
+            tune_malloc()
+        if self.device == "cpu":
+            torch.set_num_threads(cpu_threads(settings.cpu_threads))
         budget = int(settings.memory_budget_gb * 1024**3) or int(device_memory_bytes(self.device) * 0.8)
         self.catalog = Catalog(self.db)
         self.pipelines = PipelineManager(self.catalog, settings.models_dir, self.device, self.dtype, budget,

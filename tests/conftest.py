@@ -38,8 +38,11 @@ def models_dir(tmp_path_factory) -> Path:
 def settings(tmp_path, models_dir) -> Iterator[Settings]:
     """A fresh data dir and database: SQLite there, or with IMAGESTUDIO_TEST_DATABASE=postgresql a new database
     on the PostgreSQL server of IMAGESTUDIO_TEST_POSTGRES_URL (.ci/run runs the suite both ways)."""
+    # Every core for torch: the suite is one process whose test thread waits on the pipeline, so the core the
+    # default leaves for the API (engine/generation/device.py cpu_threads) would only slow it down.
     base = Settings(_env_file=None, data_dir=tmp_path / "data", models_path=models_dir, default_model="tiny-sd",
-                    device="cpu", studio_enabled=False, allow_downloads=False, secret_key="test-secret")
+                    device="cpu", studio_enabled=False, allow_downloads=False, secret_key="test-secret",
+                    cpu_threads=os.cpu_count() or 1)
     if os.environ.get("IMAGESTUDIO_TEST_DATABASE") != "postgresql":
         yield base
         return

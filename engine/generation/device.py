@@ -32,3 +32,37 @@ def device_memory_bytes(device: str) -> int:
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def cpu_threads(setting: int) -> int:
+    """Torch threads for a CPU-only box: the setting, or by default one core fewer than torch would take, so
+    the API's event loop and request threads keep a core: with every core busy in the pipeline, a neighbouring
+    process or the API itself makes each image several times slower (docs/benchmarks.md, round two)."""
+    if setting:
+        return setting
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads(), cores - 1))
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc() -> bool:
+    """Keep glibc from giving the pipeline's working memory back to the kernel between denoising steps.
+
+    By default glibc maps each allocation over a (dynamic, at most 32 MB) threshold fresh from the kernel and
+    trims freed arena tops, so every step of a real-size model page-faults its activations in again; on a
+    worker thread (its own arena) this made the server's pipeline call 15-25% slower than the same call on
+    the main thread. Kept resident up to 1 GB instead, it runs as fast as bare diffusers on the main thread
+    (docs/benchmarks.md, round two). False where the C library is not glibc (macOS, Windows, musl)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 1 << 30))

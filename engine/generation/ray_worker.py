@@ -107,8 +107,10 @@ class FamilyGenerator:
         import ray
         import torch
 
+        from engine.generation.device import tune_malloc
         from engine.generation.pipelines import PipelineManager
 
+        tune_malloc()  # the replica's pipelines run on Serve's threads: engine/generation/device.py
         if config.device == "cpu" and config.cpu_threads:
             torch.set_num_threads(config.cpu_threads)
         self.book = _SpecBook()
