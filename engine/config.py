@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     tune_malloc: bool = Field(default=True, description="Keep the pipeline's working memory resident in glibc "
                                                         "malloc instead of page-faulting it in at every step.")
     max_batch: int = Field(default=0, ge=0, le=64,
-                           description="Most compatible requests run as one pipeline call; 0 = 4 on CPU, 8 on GPU.")
+                           description="Most compatible requests run as one pipeline call; 0 = 8. Fewer where "
+                                       "their size is big for the device (engine/generation/device.py).")
     batch_window_ms: float = Field(default=15.0, ge=0, le=1000,
                                    description="How long a lone request may wait for companions to batch with.")
     compile: bool = Field(default=False, description="torch.compile the denoiser at load (GPU; slow first load).")

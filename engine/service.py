@@ -46,7 +46,14 @@ from engine.errors import (
     ProviderUnavailable,
 )
 from engine.generation.catalog import FAMILY_INPAINT_PIPELINES, FAMILY_PIPELINES, Catalog, ModelSpec
-from engine.generation.device import cpu_threads, device_memory_bytes, resolve_device, resolve_dtype, tune_malloc
+from engine.generation.device import (
+    batch_limit,
+    cpu_threads,
+    device_memory_bytes,
+    resolve_device,
+    resolve_dtype,
+    tune_malloc,
+)
 from engine.generation.jobs import GenerationJob, GenerationResult, JobRunner
 from engine.generation.params import (
     GenerationParams,
@@ -181,7 +188,7 @@ class ImageEngine:
         for slug, target in settings.model_aliases.items():  # a misconfigured alias fails at start, not per request
             self.catalog.check_alias(slug, target)
         self.meter = Meter(self.db, self.identity.id)
-        max_batch = settings.max_batch or (8 if self.device == "cuda" else 4)
+        max_batch = settings.max_batch or 8
         if settings.worker == "ray":
             self.worker = ray_worker(settings, self.jobs, self.device, self.dtype, budget, max_batch)
         else:
@@ -456,7 +463,8 @@ class ImageEngine:
         if images:
             return {"run": lambda task: self.jobs.run_edit(task, job, images, strength, mask), "payload": job,
                     "inputs": (images, mask, strength)}
-        return {"batch_key": job.params.batch_key(), "run_batch": self.jobs.run_generation_batch, "payload": job}
+        return {"batch_key": job.params.batch_key(), "run_batch": self.jobs.run_generation_batch, "payload": job,
+                "batch_limit": batch_limit(self.device, job.params.width, job.params.height)}
 
     def upscale_params(self, params: ResolvedParams, factor: float = 2.0) -> ResolvedParams:
         """An upscale ("hires fix") of an image made with ``params``: the same prompt, model and seed at ``factor``

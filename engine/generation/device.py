@@ -66,3 +66,14 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+# Pixels one batched pipeline call holds at most, per device: where bigger batches stopped paying in
+# bench/batching.py (docs/benchmarks.md): on CPU a batch of 4 at 512² gains ~nothing over 2, and of 8 at 256²
+# still gains; on a GPU one 1024² image rarely fills the device.
+BATCH_PIXELS = {"cpu": 4 * 512 * 512, "mps": 4 * 512 * 512, "cuda": 8 * 1024 * 1024}
+
+
+def batch_limit(device: str, width: int, height: int) -> int:
+    """Most images of this size one batched call takes on ``device`` (the worker's max_batch caps it too)."""
+    return max(1, BATCH_PIXELS.get(device, BATCH_PIXELS["cpu"]) // (width * height))

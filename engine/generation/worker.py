@@ -6,7 +6,7 @@ later be replaced by a client of a distributed engine with the same interface, w
 touching them.
 
 Batching: when the worker picks a task that has a ``batch_key``, it also takes queued tasks with
-the same key (up to ``max_batch``). If the batch is not full, nothing else is waiting and the
+the same key (up to ``max_batch``, and the task's own ``batch_limit``: fewer big images fit a call). If the batch is not full, nothing else is waiting and the
 previous call was a batch (callers are arriving together), it waits up to ``batch_window_s`` for
 companions. It never waits while an incompatible task is queued, so no request is delayed behind
 a window it cannot join, and a lone caller sending one request at a time never waits at all.
@@ -34,6 +34,7 @@ class Task:
     owner: str
     run: Callable[[Task], Any] | None = None  # runs one task, returns its result
     batch_key: Hashable | None = None  # tasks with equal keys may run together
+    batch_limit: int = 0  # most tasks of its key in one call (its size on its device); 0 = the worker's max_batch
     run_batch: Callable[[list[Task]], None] | None = None  # runs several; sets each task's future itself
     payload: Any = None  # what run_batch needs to know about this task (a GenerationJob)
     inputs: Any = None  # an edit's (images, mask, strength), for workers that run it elsewhere (Ray)
@@ -195,11 +196,12 @@ class LocalWorker:
             key = batch[0].batch_key
             if key is None or self.max_batch == 1 or batch[0].run_batch is None:
                 return batch
+            limit = min(self.max_batch, batch[0].batch_limit or self.max_batch)
             window = self.batch_window_s if self.last_batch_size > 1 else 0.0
             deadline = self._clock() + window
-            while True:
-                batch += self._take_compatible(key, self.max_batch - len(batch))
-                if len(batch) >= self.max_batch or self._queues or self._stopping:
+            while len(batch) < limit:
+                batch += self._take_compatible(key, limit - len(batch))
+                if len(batch) >= limit or self._queues or self._stopping:
                     break  # full, or others are waiting: don't hold them behind this window
                 remaining = deadline - self._clock()
                 if remaining <= 0:

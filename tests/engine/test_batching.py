@@ -172,8 +172,34 @@ def test_different_sizes_are_not_batched(batching_engine):
 
 def test_defaults_batch_per_device(settings):
     engine = ImageEngine(settings.model_copy(update={"max_batch": 0}))
-    assert engine.worker.max_batch == 4 and 0 < engine.worker.batch_window_s <= 0.05
+    assert engine.worker.max_batch == 8 and 0 < engine.worker.batch_window_s <= 0.05
     assert isinstance(settings, Settings)
+
+
+def test_fewer_big_images_share_a_call():
+    """The per-call pixel budget: on CPU 8 at 256², 4 at 512², one at 1024²; on a GPU 8 at 1024²."""
+    from engine.generation.device import batch_limit
+
+    assert [batch_limit("cpu", s, s) for s in (256, 512, 1024)] == [16, 4, 1]
+    assert batch_limit("cuda", 1024, 1024) == 8 and batch_limit("cuda", 2048, 2048) == 2
+
+
+def test_a_tasks_batch_limit_caps_its_batch():
+    from engine.generation.worker import LocalWorker, Task
+
+    worker = LocalWorker(max_batch=8, batch_window_s=0.0)
+    sizes = []
+    tasks = [Task(id=str(i), owner="o", batch_key="k", batch_limit=3, payload=i,
+                  run_batch=lambda batch: [sizes.append(len(batch))] + [t.finish(result=t.payload) for t in batch])
+             for i in range(7)]
+    for task in tasks:
+        worker.submit(task)
+    worker.start()
+    try:
+        assert [t.future.result(10) for t in tasks] == list(range(7))
+    finally:
+        worker.stop()
+    assert max(sizes) == 3 and sum(sizes) == 7
 
 
 def test_progress_and_previews_reach_the_task(engine):
