@@ -130,6 +130,44 @@ def running_server(data_dir: Path, models_dir: Path, extra_env: dict | None = No
             proc.wait(5)
 
 
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory of a process (this one by default), MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class BareWorker:
+    """A pipeline called bare in its own process (bench/bare_worker.py): ``call(**bare_kwargs args)`` returns
+    the seconds the call took there; ``rss_mb`` is that process's resident memory after its last call."""
+
+    def __init__(self, kind: str, model: str, data_dir: Path, models_dir: Path, threads: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_worker", kind, "--model", model, "--models-dir", str(models_dir),
+             "--data-dir", str(data_dir / f"bare-{kind}"), "--threads", str(threads)],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        self.rss_mb = self._answer()["rss_mb"]
+
+    def _answer(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bare worker exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def call(self, **request) -> float:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        answer = self._answer()
+        self.rss_mb = answer["rss_mb"]
+        return answer["seconds"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -202,12 +240,12 @@ def bare_pipeline(models_dir: Path, slug: str, device: str | None = None):
     return pipe.to(device)
 
 
-def placed_pipeline(data_dir: Path, models_dir: Path, slug: str):
+def placed_pipeline(data_dir: Path, models_dir: Path, slug: str, **settings):
     """The very pipeline object the server runs: loaded and placed by its PipelineManager (dtype,
     channels-last, VAE slicing...). Calling it bare measures the server's own overhead and nothing else."""
     from engine.service import ImageEngine
 
-    engine = ImageEngine(bench_settings(data_dir.parent / "placed", models_dir))
+    engine = ImageEngine(bench_settings(data_dir.parent / "placed", models_dir, **settings))
     register_bench_models(engine.catalog, models_dir, (slug,))
     return engine.pipelines.get(slug).pipe
 

@@ -9,15 +9,7 @@ import argparse
 
 import httpx
 
-from bench.common import prepare_data_dir, print_table, running_server, temp_dirs, write_result
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from bench.common import prepare_data_dir, print_table, rss_mb, running_server, temp_dirs, write_result
 
 
 def main() -> None:
