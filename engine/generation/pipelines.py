@@ -90,6 +90,8 @@ def hub_offline() -> bool:
 
 
 class PipelineManager:
+    COMPILE_MODE = "max-autotune-no-cudagraphs"  # the denoiser's torch.compile mode (bench/gpu.py times it)
+
     def __init__(self, catalog: Catalog, models_dir: Path, device: str, dtype: torch.dtype,
                  budget_bytes: int, allow_downloads: bool = True, compile: bool = False,
                  channels_last: bool = True):
@@ -264,7 +266,7 @@ class PipelineManager:
             return total
         denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
         if self.compile and denoiser is not None:
-            compiled = torch.compile(denoiser, mode="max-autotune-no-cudagraphs", fullgraph=False)
+            compiled = torch.compile(denoiser, mode=self.COMPILE_MODE, fullgraph=False)
             setattr(pipe, "unet" if hasattr(pipe, "unet") else "transformer", compiled)
             self._warm_up(pipe, spec)
         return total

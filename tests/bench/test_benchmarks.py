@@ -40,3 +40,18 @@ def test_batching_benchmark_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(next(tmp_path.glob("batching-*.json")).read_text())
     assert [row["batch"] for row in report["rows"]] == [1, 2] and report["rows"][0]["gain"] == 1.0
+
+
+@pytest.mark.sqlite_pass_only  # its own server and data dir: nothing here depends on the suite's database
+def test_gpu_benchmark_runs_its_code_paths_on_cpu_in_tiny_mode(tmp_path):
+    """bench.gpu --tiny: bare and served images, 1/4/8 clients, torch.compile (dynamo, eager backend), the
+    NaN/inf check and LRU eviction between two models under a budget that fits one; untimed."""
+    env = os.environ | {"IMAGESTUDIO_BENCH_RESULTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "bench.gpu", "--tiny", "--images", "1"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("gpu-tiny-*.json")).read_text())
+    assert [row["finite"] for row in report["rows"]] == ["yes", "yes"]
+    assert report["eviction"]["evicted"], report["eviction"]
+    for slug in ("tiny-sdxl", "tiny-flux"):
+        assert report["bare"][slug]["compiled_s"] > 0 and report["served"][slug]["ips_8"] > 0
