@@ -69,10 +69,10 @@ def tune_malloc() -> bool:
 
 
 # Pixels one batched pipeline call holds at most, per device: where bigger batches stopped paying in
-# bench/batching.py (docs/benchmarks.md): on CPU a batch of 4 at 512² gains ~nothing over 2, and of 8 at 256²
-# still gains; on a GPU one 1024² image rarely fills the device.
-BATCH_PIXELS = {"cpu": 4 * 512 * 512, "mps": 4 * 512 * 512, "cuda": 8 * 1024 * 1024}
-
+# bench/batching.py (docs/benchmarks.md, round two). On a 2-core CPU a batch of 4 at 256² made 1.55x the
+# images/s of single calls and 8 made 1.47x, while at 512² any batch was slower (0.97x); on a GPU one 1024²
+# image rarely fills the device.
+BATCH_PIXELS = {"cpu": 4 * 256 * 256, "mps": 4 * 256 * 256, "cuda": 8 * 1024 * 1024}
 
 def batch_limit(device: str, width: int, height: int) -> int:
     """Most images of this size one batched call takes on ``device`` (the worker's max_batch caps it too)."""

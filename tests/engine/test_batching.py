@@ -177,10 +177,10 @@ def test_defaults_batch_per_device(settings):
 
 
 def test_fewer_big_images_share_a_call():
-    """The per-call pixel budget: on CPU 8 at 256², 4 at 512², one at 1024²; on a GPU 8 at 1024²."""
+    """The per-call pixel budget: on CPU 4 at 256², one from 512²; on a GPU 8 at 1024²."""
     from engine.generation.device import batch_limit
 
-    assert [batch_limit("cpu", s, s) for s in (256, 512, 1024)] == [16, 4, 1]
+    assert [batch_limit("cpu", s, s) for s in (128, 256, 512, 1024)] == [16, 4, 1, 1]
     assert batch_limit("cuda", 1024, 1024) == 8 and batch_limit("cuda", 2048, 2048) == 2
 
 
