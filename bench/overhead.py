@@ -11,7 +11,7 @@ Three paths make the same images (same prompts, size, steps and seed), each in a
 (c)/(b) is what serving costs (HTTP, auth, metering, the job, PNG encoding); (c)/(a) is what a caller
 gets from the server against writing the loop with diffusers' defaults. The paths take turns in
 ``--rounds`` rounds, so a shared machine's drift hits them alike. All three use the same torch threads
-(``--threads``, default torch's); RSS is each process's after its last image.
+(``--threads``, default torch's); RSS is each process's, idle a few seconds after its last image.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bench.common import (
     write_result,
 )
 
+IDLE_S = 3.0  # past the server worker's idle_after_s, when it hands freed working memory back
 PATHS = ("plain diffusers pipe()", "server's pipe() bare", "server over HTTP")
 
 
@@ -80,7 +81,9 @@ def main() -> None:
                 for path, call in calls.items():
                     for i in range(per_round):
                         times[path].append(call(f"a lighthouse at dusk {round_ * per_round + i}"))
-            rss = dict(zip(PATHS, (workers["plain"].rss_mb, workers["placed"].rss_mb, rss_mb(proc.pid)), strict=True))
+            time.sleep(IDLE_S)  # RSS with the model loaded and nothing running, in every process alike
+            rss = dict(zip(PATHS, (rss_mb(workers["plain"].proc.pid), rss_mb(workers["placed"].proc.pid),
+                                   rss_mb(proc.pid)), strict=True))
         for worker in workers.values():
             worker.close()
 

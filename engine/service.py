@@ -50,6 +50,7 @@ from engine.generation.device import (
     batch_limit,
     cpu_threads,
     device_memory_bytes,
+    release_free_memory,
     resolve_device,
     resolve_dtype,
     tune_malloc,
@@ -192,7 +193,8 @@ class ImageEngine:
         if settings.worker == "ray":
             self.worker = ray_worker(settings, self.jobs, self.device, self.dtype, budget, max_batch)
         else:
-            self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000)
+            self.worker = LocalWorker(max_batch=max_batch, batch_window_s=settings.batch_window_ms / 1000,
+                                      idle_hook=release_free_memory if settings.tune_malloc else None)
         self.remote = ProviderPool()  # jobs that wait on a vendor's API, off the GPU worker
         self._providers: dict[str, tuple[ProviderConfig, Provider]] = {}  # name -> its latest configuration
         self.started_at = time.time()
@@ -369,15 +371,19 @@ class ImageEngine:
     def resolve_model(self, slug: str | None) -> tuple[ModelSpec, str, str | None]:
         """(the model that runs, the slug asked for, a warning) for a requested slug: the admin's alias for
         it, else the model itself, else (no open weights) the first of its stand-ins whose weights are here."""
-        requested = slug or self.settings.default_model
+        requested = slug or self.default_model()
         target = self.runtime.get("model_aliases").get(requested)
         if target is not None:
+            if slug is None:
+                self._check_default_here(self.catalog.get(target))
             return self.catalog.get(target), requested, None
         spec = self.catalog.get(requested)
         route = self.route_for(requested)
         if route is not None:  # at its vendor, under our keys, limits and credits
             return dataclasses.replace(spec, provider=route.provider), requested, None
         if spec.open_weights:
+            if slug is None:
+                self._check_default_here(spec)
             return spec, requested, None
         for candidate in spec.fallbacks:
             stand_in = self.catalog.get(candidate)
@@ -388,6 +394,39 @@ class ImageEngine:
             f"'{requested}' is a {spec.unavailable_reason}. To serve it here, an admin maps it to a model that "
             f"runs on this server: `imagestudio models alias {requested} flux-2-dev` (or any model in "
             f"`imagestudio models list`), or Admin → Models → Model aliases in the studio", field="model")
+
+    def default_model(self) -> str:
+        """The model a request that names none runs: the admin's choice (`models pull --default`, the studio's
+        first run), else IMAGESTUDIO_DEFAULT_MODEL."""
+        return self.runtime.get("default_model")
+
+    def set_default_model(self, slug: str) -> None:
+        spec = self.catalog.get(slug)
+        if not spec.text_to_image:
+            raise InvalidRequest(f"'{slug}' is an {spec.task} model, not a text-to-image one", field="model")
+        if not spec.open_weights and slug not in self.model_aliases() and self.route_for(slug) is None:
+            raise InvalidRequest(f"'{slug}' has no open weights and no alias or provider here: it can't be the "
+                                 "default", field="model")
+        self.runtime.set("default_model", slug)
+
+    def _check_default_here(self, spec: ModelSpec) -> None:
+        """A request that names no model doesn't start a download of tens of GB in its worker: while the default's
+        weights are absent it gets the 503 that says how to pull them, and which models are ready meanwhile."""
+        if self.settings.worker == "ray" or self.pipelines.weights_here(spec):
+            return  # (Ray replicas may run anywhere in the cluster: their weights are theirs to find)
+        ready = [s.slug for s in self.catalog.all() if s.open_weights and self.pipelines.weights_here(s)]
+        raise ModelUnavailable(
+            f"the default model '{spec.slug}' has no weights on this server yet: an admin pulls them with "
+            f"`imagestudio models pull {spec.slug}` (or in the studio, Admin → Models); "
+            + (f"models ready here: {', '.join(ready)}" if ready else "no model is ready here yet"), field="model")
+
+    def pull_model(self, slug: str, progress=None, *, events=None, cancel=None, make_default: bool = False):
+        """Pull a model's weights from the configured hub (IMAGESTUDIO_HUB_URL) into the models folder; with
+        ``make_default``, it becomes the default model once pulled. Returns the folder."""
+        path = self.pipelines.pull(slug, progress, events=events, cancel=cancel, hub_url=self.settings.hub_url)
+        if make_default:
+            self.set_default_model(slug)
+        return path
 
     def model_aliases(self) -> dict[str, str]:
         return dict(self.runtime.get("model_aliases"))

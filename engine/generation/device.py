@@ -56,8 +56,8 @@ def tune_malloc() -> bool:
     By default glibc maps each allocation over a (dynamic, at most 32 MB) threshold fresh from the kernel and
     trims freed arena tops, so every step of a real-size model page-faults its activations in again; on a
     worker thread (its own arena) this made the server's pipeline call 15-25% slower than the same call on
-    the main thread. Kept resident up to 1 GB instead, it runs as fast as bare diffusers on the main thread
-    (docs/benchmarks.md, round two). False where the C library is not glibc (macOS, Windows, musl)."""
+    the main thread. Kept resident up to 1 GB while it works (release_free_memory gives it back once the
+    worker is idle), it runs as fast as bare diffusers on the main thread (docs/benchmarks.md, round two). False where the C library is not glibc (macOS, Windows, musl)."""
     import ctypes
 
     try:
@@ -66,6 +66,19 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+def release_free_memory() -> bool:
+    """Give the memory malloc keeps free (tune_malloc's working memory) back to the system: the worker calls it
+    once it is idle, so a box that is not generating holds its weights and little more. glibc only."""
+    import ctypes
+
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes, malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return bool(malloc_trim(0))
 
 
 # Pixels one batched pipeline call holds at most, per device: where bigger batches stopped paying in

@@ -77,8 +77,13 @@ class Task:
 
 class LocalWorker:
     def __init__(self, max_queue: int = 1000, max_batch: int = 1, batch_window_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, idle_hook: Callable[[], object] | None = None,
+                 idle_after_s: float = 2.0):
         self.max_queue = max_queue
+        # Run once the worker has had nothing to do for idle_after_s after some work: the engine gives the
+        # pipeline's freed working memory back to the system there (engine/generation/device.py).
+        self.idle_hook, self.idle_after_s = idle_hook, idle_after_s
+        self._worked = False
         self.max_batch = max(1, max_batch)
         self.batch_window_s = max(0.0, batch_window_s)
         self._clock = clock
@@ -209,13 +214,22 @@ class LocalWorker:
                 self._cond.wait(remaining)
             return batch
 
+    def _idle(self) -> bool:
+        """Wait up to idle_after_s for work; True when none came (and the worker is not stopping)."""
+        with self._cond:
+            return not self._cond.wait_for(lambda: self._queues or self._stopping, self.idle_after_s)
+
     def _loop(self) -> None:
         while True:
+            if self.idle_hook is not None and self._worked and self._idle():
+                self._worked = False
+                self.idle_hook()
             batch = self._next_batch()
             if not batch:
                 return
             self.current = batch
             self.last_batch_size = len(batch)
+            self._worked = True
             now = time.monotonic()
             for task in batch:
                 task.status, task.started_at, task.batch_size = "running", now, len(batch)

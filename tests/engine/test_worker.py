@@ -92,3 +92,24 @@ def test_cancelled_job_is_recorded_and_its_callbacks_run_outside_the_lock(engine
     with session_scope(engine.db) as session:
         assert session.get(Job, task.id).status == "cancelled"
     assert not engine.cancel_job(task.id)
+
+
+def test_the_idle_hook_runs_once_after_work_when_nothing_is_queued():
+    """The engine gives the pipeline's freed working memory back there: once per idle spell, never mid-work."""
+    import threading
+
+    from engine.generation.worker import LocalWorker, Task
+
+    idle = threading.Event()
+    calls = []
+    worker = LocalWorker(idle_hook=lambda: (calls.append(1), idle.set()), idle_after_s=0.05)
+    worker.start()
+    try:
+        assert not idle.wait(0.3)  # no work yet: nothing to give back
+        task = worker.submit(Task(id="a", owner="o", run=lambda t: "done"))
+        assert task.future.result(10) == "done"
+        assert idle.wait(5)
+        idle.clear()
+        assert not idle.wait(0.3) and calls == [1]  # once, not every idle_after_s
+    finally:
+        worker.stop()
