@@ -199,17 +199,65 @@ def models_alias(slug: Annotated[str, typer.Argument(help="The slug clients ask 
     typer.echo(f"{slug} now runs {target}")
 
 
-@models_app.command("pull")
-def models_pull(slug: str) -> None:
-    """Download a model's weights into the data folder (tiny models are built locally)."""
+@models_app.command("recommend")
+def models_recommend() -> None:
+    """This machine (GPU and memory, or CPU and RAM, free disk) and the catalog model that runs well on it."""
+    from engine.generation.hardware import detect, recommend, size_text
 
     engine = _engine()
+    machine = detect(engine.settings.models_dir)
+    choice = recommend(machine, engine.catalog)
+    typer.echo(f"This machine: {machine.summary()}")
+    if choice.spec is None:
+        typer.echo(f"No recommendation: {choice.reason}.")
+        return
+    here = engine.pipelines.weights_here(choice.spec)
+    typer.echo(f"Recommended: {choice.spec.slug} ({choice.spec.name}), a {size_text(choice.download_bytes)} "
+               f"download{' (already here)' if here else ''}")
+    typer.echo(f"Why: {choice.reason}")
+    if not here:
+        typer.echo(f"Pull it: imagestudio models pull {choice.spec.slug} --default")
+
+
+def _bar(event, width: int = 24) -> str:
+    filled = int(width * event.fraction)
+    return f"\r[{'#' * filled}{'-' * (width - filled)}] {event.fraction:4.0%} {event.text()}   "
+
+
+@models_app.command("pull")
+def models_pull(slug: str,
+                default: Annotated[bool, typer.Option("--default", help="Make it the default model once pulled")]
+                = False) -> None:
+    """Download a model's weights into the data folder (tiny models are built locally), with a progress bar.
+    Ctrl-C cancels; the next pull resumes where it stopped."""
+    import threading
+
+    engine = _engine()
+    cancel = threading.Event()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["path"] = engine.pull_model(slug, events=lambda e: typer.echo(_bar(e), nl=False, err=True),
+                                                cancel=cancel, make_default=default)
+        except EngineError as exc:
+            outcome["error"] = exc
+        except OSError as exc:  # the disk refused a write
+            outcome["error"] = EngineError(f"pulling {slug} failed writing to the models folder: {exc}")
+
+    thread = threading.Thread(target=work, name=f"pull-{slug}", daemon=True)
+    thread.start()
     try:
-        path = engine.pipelines.pull(slug)
-    except EngineError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(f"{slug} is ready in {path}")
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        thread.join()
+    typer.echo("", err=True)  # past the progress bar's line
+    if "error" in outcome:
+        typer.echo(outcome["error"].message, err=True)
+        raise typer.Exit(130 if cancel.is_set() else 1)
+    typer.echo(f"{slug} is ready in {outcome['path']}" + (" and is now the default model" if default else ""))
 
 
 @models_app.command("add")

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Bytes of loaded pipelines kept resident; 0 = 80% of device memory."
     )
     allow_downloads: bool = Field(default=True, description="Fetch missing weights from the hub on first use.")
+    hub_url: str = Field(default="https://huggingface.co",
+                         description="The model hub `models pull` downloads from (a mirror, or a local stand-in).")
     cpu_threads: int = Field(default=0, ge=0, description="torch threads on a CPU-only box; 0 = one per core but "
                                                           "one, which stays free for the API.")
     tune_malloc: bool = Field(default=True, description="Keep the pipeline's working memory resident in glibc "

@@ -79,6 +79,24 @@ class StorageFull(EngineError):
     code = "storage_full"
 
 
+class DiskFull(StorageFull):
+    """The disk can't hold what a pull would write (its message says how much is needed and free)."""
+
+    code = "disk_full"
+
+
+class PullCancelled(JobCancelled):
+    """A model pull was cancelled; its partial files stay, so the next pull resumes."""
+
+    code = "pull_cancelled"
+
+
+class DownloadFailed(ModelUnavailable):
+    """The hub refused a pull or the connection broke beyond the retries; pulling again resumes."""
+
+    code = "download_failed"
+
+
 class Conflict(EngineError):
     code = "conflict"
 

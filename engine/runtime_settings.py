@@ -24,6 +24,7 @@ RUNTIME_KEYS: dict[str, tuple[type, Any]] = {
     "text_model": (dict, lambda s: {"provider": "builtin"}),
     "max_batch_size": (int, lambda s: 100),  # a server-wide cap over every plan's batch size
     "model_aliases": (dict, lambda s: dict(s.model_aliases)),  # requested slug -> the model that runs it
+    "default_model": (str, lambda s: s.default_model),  # what a request that names no model runs
     # Vendor APIs (engine/providers/registry.py): each provider's key and base URL, routes, prices, cut-outs.
     "provider_bfl": (dict, lambda s: {}),
     "provider_leonardo": (dict, lambda s: {}),

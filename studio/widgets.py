@@ -58,7 +58,7 @@ def model_choice(engine: ImageEngine, spec: ModelSpec) -> ModelChoice:
 
 def default_model(engine: ImageEngine, choices: list[ModelChoice], preferred: str | None = None) -> str:
     usable = [c.spec.slug for c in choices if c.usable]
-    for slug in (preferred, engine.settings.default_model):
+    for slug in (preferred, engine.default_model()):
         if slug in usable:
             return slug
     return usable[0] if usable else choices[0].spec.slug

@@ -575,7 +575,7 @@ def schedulers(user: CurrentUser):
 
 
 def _options(engine: ImageEngine, user: User) -> dict:
-    name = _chosen_checkpoint(user) or engine.settings.default_model
+    name = _chosen_checkpoint(user) or engine.default_model()
     return {"sd_model_checkpoint": model_title(name), "sd_checkpoint_hash": model_hash(name),
             "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1, "samples_format": "png"}
 

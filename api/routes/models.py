@@ -27,7 +27,7 @@ def model_info(engine: ImageEngine, spec: ModelSpec) -> ModelInfo:
         available=state != WeightsState.UNAVAILABLE, status=state, reason=reason, family=runs.family,
         default_steps=runs.default_steps, default_guidance=runs.default_guidance, min_size=runs.min_size,
         max_size=runs.max_size, supports_negative_prompt=runs.supports_negative, repo_id=runs.repo_id,
-        license=runs.license, default=spec.slug == engine.settings.default_model,
+        license=runs.license, default=spec.slug == engine.default_model(),
         provider=route.provider if route else None,
     )
 

@@ -72,6 +72,9 @@ class ModelSpec:
     # (it repaints seamlessly); otherwise through this model's own weights in the family's inpaint pipeline.
     inpaint_model: str | None = None
     provider: str | None = None  # set when this request runs at a vendor (engine/providers): "bfl", "leonardo"
+    # About what `imagestudio models pull` fetches (the diffusers files, a replacement UNet included), in bytes,
+    # as the hub lists them; None: not measured. The pull itself checks the hub's own sizes against the disk.
+    download_bytes: int | None = None
 
     @property
     def pipeline_class(self) -> str | None:
@@ -120,6 +123,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         family="flux", repo_id="black-forest-labs/FLUX.1-schnell", default_steps=4, default_guidance=0.0,
         min_size=256, max_size=1024, size_multiple=16, true_cfg_scale=4.0, uses_guidance=False,
         max_sequence_length=256, license="apache-2.0",
+        download_bytes=33_725_000_000,  # bf16 transformer 23.8 GB, T5-XXL 9.5 GB, CLIP-L, VAE
     ),
     ModelSpec(
         slug="flux-2-klein-9b", name="FLUX.2 [klein] 9B",
@@ -151,6 +155,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         description="Stability AI's SDXL 1.0 base model: versatile 1024px generation with negative prompts.",
         family="sdxl", repo_id="stabilityai/stable-diffusion-xl-base-1.0", default_steps=30, default_guidance=7.0,
         min_size=512, max_size=1024, license="openrail++", inpaint_model="sdxl-inpainting",
+        download_bytes=14_213_000_000,  # the fp32 UNet 10.3 GB, two text encoders 3.3 GB, VAEs
     ),
     ModelSpec(
         slug="sdxl-inpainting", name="SDXL Inpainting 0.1",
@@ -173,13 +178,14 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         unet_weights=("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_unet.safetensors"),
         scheduler="EulerDiscreteScheduler", scheduler_config={"timestep_spacing": "trailing"},
         default_steps=4, default_guidance=0.0, min_size=512, max_size=1024, license="openrail++",
+        download_bytes=19_348_000_000,  # the SDXL base files and the 5.1 GB fp16 Lightning UNet
     ),
     ModelSpec(
         slug="dreamshaper-8-lcm", name="DreamShaper 8 LCM",
         description="Lykon's DreamShaper 8 (SD 1.5 family) with latent consistency: good images in 4-8 steps.",
         family="sd", repo_id="Lykon/dreamshaper-8-lcm", scheduler="LCMScheduler",
         default_steps=6, default_guidance=1.5, min_size=256, max_size=768, native_size=512,
-        license="creativeml-openrail-m",
+        license="creativeml-openrail-m", download_bytes=4_266_000_000,  # fp32 UNet 3.4 GB, CLIP, VAE
     ),
     ModelSpec(
         slug="lucid-origin", name="Lucid Origin",
@@ -315,6 +321,6 @@ def _custom_spec(row: CustomModel) -> ModelSpec:
         repo_id=None if is_folder else row.source, local_path=row.source if is_folder else None,
         default_steps=row.default_steps or base.default_steps,
         default_guidance=row.default_guidance if row.default_guidance is not None else base.default_guidance,
-        scheduler=None, scheduler_config={}, license="", custom=True, inpaint_model=None,
+        scheduler=None, scheduler_config={}, license="", custom=True, inpaint_model=None, download_bytes=None,
         uses_guidance=True,  # a custom FLUX.1 may be a guidance-embedded dev model: no false warning
     )

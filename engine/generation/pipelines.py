@@ -295,27 +295,21 @@ class PipelineManager:
         pipe.unet.to(self.dtype)
 
     # -- pulling -----------------------------------------------------------------------------
-    def pull(self, slug: str, progress: ProgressFn | None = None) -> Path:
-        """Download a model's weights into the models folder (or build a tiny one)."""
-        spec = self.catalog.get(slug)
-        if spec.tiny:
-            return ensure_tiny_model(slug, self.models_dir)
-        if not spec.open_weights:
-            raise ModelUnavailable(f"'{spec.slug}' is a {spec.unavailable_reason}")
-        if spec.local_path:
-            return Path(spec.local_path)
-        if hub_offline():
-            raise ModelUnavailable("the hub is offline (HF_HUB_OFFLINE=1); cannot pull " + spec.repo_id)
-        from huggingface_hub import hf_hub_download, snapshot_download
+    def pull(self, slug: str, progress: ProgressFn | None = None, *, events=None, cancel=None,
+             hub_url: str | None = None) -> Path:
+        """Download a model's weights into the models folder (or build a tiny one): engine/generation/downloads.py.
+        ``progress(done, total)`` and/or ``events(PullProgress)``; ``cancel``: a threading.Event checked between
+        chunks (a cancelled pull keeps its .part files and the next one resumes); ``hub_url``: the settings'."""
+        from engine.generation.downloads import HUB_URL, pull_model
 
-        target = self.models_dir / spec.slug
-        tqdm_class = _progress_tqdm(progress) if progress else None
-        snapshot_download(spec.repo_id, local_dir=target, tqdm_class=tqdm_class,
-                          allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*/*.json",
-                                          "*/*.txt", "*/*.model", "*/*.safetensors", "*/*.jinja"])
-        if spec.unet_weights:
-            hf_hub_download(*spec.unet_weights, local_dir=self.models_dir / f"{spec.slug}-unet")
-        return target
+        def report(event) -> None:
+            if progress is not None:
+                progress(event.done, event.total)
+            if events is not None:
+                events(event)
+
+        return pull_model(self.catalog.get(slug), self.models_dir, hub_url=hub_url or HUB_URL, events=report,
+                          cancel=cancel)
 
 
 def _progress_tqdm(progress: ProgressFn):

@@ -479,7 +479,7 @@ class ModelsTab:
             self.pulls[slug] = (done, total)
 
         try:
-            await off_loop(self.engine.pipelines.pull, slug, progress)
+            await off_loop(self.engine.pull_model, slug, progress)
         except EngineError as exc:
             ui.notify(exc.message, type="negative", multi_line=True)
         except Exception as exc:  # network and disk errors of the hub client

@@ -1,5 +1,6 @@
 import io
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -138,3 +139,38 @@ def test_providers_set_route_price_test_and_list(settings):
         assert runner.invoke(app, ["providers", "test", "leonardo"], env=env).exit_code == 1  # no key yet
     finally:
         bfl.close()
+
+
+@pytest.mark.sqlite_pass_only  # the machine and the catalog: no database behaviour
+def test_models_recommend_prints_the_machine_the_model_its_size_and_why(settings, monkeypatch):
+    from engine.generation import hardware
+
+    machine = hardware.Machine(accelerator="cuda", gpu_name="NVIDIA Test 12GB", gpu_memory_bytes=12 * 10**9,
+                               cpu_count=8, ram_bytes=32 * 10**9, free_disk_bytes=200 * 10**9)
+    monkeypatch.setattr(hardware, "detect", lambda models_dir: machine)
+    result = runner.invoke(app, ["models", "recommend"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    assert "This machine: GPU NVIDIA Test 12GB with 12.0 GB; 200.0 GB free disk" in result.output
+    assert "Recommended: sdxl-lightning (SDXL Lightning (4-step)), a 19.3 GB download" in result.output
+    assert "Why: " in result.output and "imagestudio models pull sdxl-lightning --default" in result.output
+
+
+def test_models_pull_shows_progress_and_default_makes_it_the_default(settings, models_dir, tmp_path):
+    from engine.service import ImageEngine
+    from tests.hub_stand_in import HubServer
+
+    env = env_for(settings) | {"IMAGESTUDIO_MODELS_PATH": str(tmp_path / "models")}
+    assert runner.invoke(app, ["models", "add", "hub-sd", "test/tiny-sd", "--family", "sd"], env=env).exit_code == 0
+    with HubServer({"test/tiny-sd": models_dir / "tiny-sd"}) as hub:
+        pulled = runner.invoke(app, ["models", "pull", "hub-sd", "--default"],
+                               env=env | {"IMAGESTUDIO_HUB_URL": hub.url})
+    assert pulled.exit_code == 0, pulled.output
+    assert "hub-sd is ready in" in pulled.stdout and "now the default model" in pulled.stdout
+    assert "[########################] 100% 1." in pulled.stderr and "MB/s" in pulled.stderr
+    assert ImageEngine(settings).default_model() == "hub-sd"
+    out = tmp_path / "default.png"
+    made = runner.invoke(app, ["generate", "a fox", "--width", "256", "--height", "256", "--steps", "1",
+                               "--out", str(out)], env=env)
+    assert made.exit_code == 0 and " hub-sd " in made.output, made.output
+    gone = runner.invoke(app, ["models", "pull", "hub-sd"], env=env | {"IMAGESTUDIO_HUB_URL": hub.url})
+    assert gone.exit_code == 1 and "can't be reached (ConnectError)" in gone.stderr  # the stand-in has stopped

@@ -4,6 +4,7 @@ import io
 import pytest
 from PIL import Image
 
+from engine.errors import InvalidRequest
 from engine.generation.params import read_png_metadata
 
 
@@ -144,3 +145,20 @@ def test_generation_records_and_files(client, pro_auth, engine):
     hosted = client.get(data["data"]["image_url"])  # a signed link: no auth header needed
     assert hosted.status_code == 200 and hosted.headers["content-type"] == "image/png"
     assert engine.store.read(record.file_path) == hosted.content
+
+
+def test_the_configured_default_runs_and_a_default_without_weights_says_how_to_pull(client, auth, engine):
+    engine.set_default_model("tiny-flux")  # what `models pull --default` and the studio's first run set
+    data = client.post("/api/v1/generate", json={"prompt": "x", "width": 256, "height": 256}, headers=auth).json()
+    assert data["data"]["model"] == "tiny-flux"
+    listed = {m["slug"]: m["default"] for m in client.get("/api/v1/models").json()["data"]}
+    assert listed["tiny-flux"] and not listed["tiny-sd"]
+    engine.runtime.set("default_model", "flux-schnell")  # a fresh box: the env default, no weights pulled
+    response = client.post("/api/v1/generate", json={"prompt": "x"}, headers=auth)
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "model_unavailable" and error["field"] == "model" and response.json()["request_id"]
+    assert "`imagestudio models pull flux-schnell`" in error["message"]
+    assert "models ready here: " in error["message"] and "tiny-sd" in error["message"]
+    with pytest.raises(InvalidRequest, match="upscale model"):
+        engine.set_default_model("sd-x4-upscaler")
