@@ -11,6 +11,8 @@ import pytest
 from bench.fullsize import build, parameter_counts
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each benchmark starts its own server on its own SQLite data dir: the PostgreSQL pass would run them again as is.
+pytestmark = pytest.mark.sqlite_pass_only
 
 
 @pytest.mark.parametrize("arch,expected", [
@@ -42,7 +44,6 @@ def test_batching_benchmark_runs(tmp_path):
     assert [row["batch"] for row in report["rows"]] == [1, 2] and report["rows"][0]["gain"] == 1.0
 
 
-@pytest.mark.sqlite_pass_only  # its own server and data dir: nothing here depends on the suite's database
 def test_gpu_benchmark_runs_its_code_paths_on_cpu_in_tiny_mode(tmp_path):
     """bench.gpu --tiny: bare and served images, 1/4/8 clients, torch.compile (dynamo, eager backend), the
     NaN/inf check and LRU eviction between two models under a budget that fits one; untimed."""
