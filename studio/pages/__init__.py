@@ -6,7 +6,7 @@ from engine.service import ImageEngine
 
 
 def register(engine: ImageEngine) -> None:
-    from studio.pages import admin, gallery, generate, keys, login, settings, usage
+    from studio.pages import admin, first_run, gallery, generate, keys, login, settings, usage
 
-    for page in (login, generate, gallery, keys, usage, settings, admin):
+    for page in (login, first_run, generate, gallery, keys, usage, settings, admin):
         page.register(engine)

@@ -9,6 +9,7 @@ from engine.service import ImageEngine
 from studio import auth
 from studio.layout import centered_page
 from studio.offload import off_loop
+from studio.pages import first_run
 
 
 def register(engine: ImageEngine) -> None:
@@ -67,7 +68,8 @@ def register(engine: ImageEngine) -> None:
                 return
             auth.sign_in(user)
             ui.notify("Your admin account is ready.", type="positive")
-            ui.navigate.to("/")
+            # Next, a model that runs well here, unless the default one already does.
+            ui.navigate.to("/" if await off_loop(first_run.default_is_ready, engine) else first_run.PATH)
 
         with centered_page():
             with ui.column().classes("gap-0"):
