@@ -244,15 +244,19 @@ def models_pull(slug: str,
             outcome["error"] = exc
         except OSError as exc:  # the disk refused a write
             outcome["error"] = EngineError(f"pulling {slug} failed writing to the models folder: {exc}")
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=work, name=f"pull-{slug}", daemon=True)
-    thread.start()
+    # The pull runs on a thread so that Ctrl-C (a KeyboardInterrupt here, in the main thread) can cancel it between
+    # chunks. An Event, not Thread.join: a join that a KeyboardInterrupt broke may not wait again.
+    finished = threading.Event()
+    threading.Thread(target=work, name=f"pull-{slug}", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
         cancel.set()
-        thread.join()
+        finished.wait()
     typer.echo("", err=True)  # past the progress bar's line
     if "error" in outcome:
         typer.echo(outcome["error"].message, err=True)

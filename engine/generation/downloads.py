@@ -50,11 +50,15 @@ class PullProgress:
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
 
     def text(self) -> str:
-        left = f", {duration_text(self.seconds_left)} left" if self.seconds_left is not None else ""
-        return f"{size_text(self.done)} of {size_text(self.total)} at {size_text(int(self.rate))}/s{left}"
+        text = f"{size_text(self.done)} of {size_text(self.total)}"
+        if self.rate > 0:
+            text += f" at {size_text(int(self.rate))}/s"
+        if self.seconds_left is not None:
+            text += f", {duration_text(self.seconds_left)} left"
+        return text
 
 
 ProgressEvents = Callable[[PullProgress], None]

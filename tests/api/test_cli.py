@@ -174,3 +174,42 @@ def test_models_pull_shows_progress_and_default_makes_it_the_default(settings, m
     assert made.exit_code == 0 and " hub-sd " in made.output, made.output
     gone = runner.invoke(app, ["models", "pull", "hub-sd"], env=env | {"IMAGESTUDIO_HUB_URL": hub.url})
     assert gone.exit_code == 1 and "can't be reached (ConnectError)" in gone.stderr  # the stand-in has stopped
+
+
+@pytest.mark.sqlite_pass_only  # the download's cancel and resume: the database part runs in the test above
+def test_ctrl_c_cancels_a_pull_and_the_next_one_resumes(settings, models_dir, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import api.cli
+    from engine.generation import downloads
+    from engine.service import ImageEngine
+    from tests.hub_stand_in import HubServer
+
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    monkeypatch.setattr(downloads, "PROGRESS_EVERY_S", 0.0)
+    real_bar = api.cli._bar
+
+    def bar_then_ctrl_c(event):
+        if event.file == unet and event.done > 0 and not pressed:
+            pressed.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: a KeyboardInterrupt in the main thread
+            cancels[0].wait(10)  # the download goes on once the command has seen it (not past the file's end)
+        return real_bar(event)
+
+    pressed, cancels = [], []
+    real_pull = ImageEngine.pull_model
+    monkeypatch.setattr(ImageEngine, "pull_model",
+                        lambda self, slug, **kw: cancels.append(kw["cancel"]) or real_pull(self, slug, **kw))
+    monkeypatch.setattr(api.cli, "_bar", bar_then_ctrl_c)
+    env = env_for(settings) | {"IMAGESTUDIO_MODELS_PATH": str(tmp_path / "models")}
+    assert runner.invoke(app, ["models", "add", "hub-sd", "test/tiny-sd", "--family", "sd"], env=env).exit_code == 0
+    with HubServer({"test/tiny-sd": models_dir / "tiny-sd"}) as hub:
+        env |= {"IMAGESTUDIO_HUB_URL": hub.url}
+        cancelled = runner.invoke(app, ["models", "pull", "hub-sd"], env=env)
+        assert cancelled.exit_code == 130 and "cancelled" in cancelled.stderr and "resumes it" in cancelled.stderr
+        kept = (tmp_path / "models" / "hub-sd" / (unet + ".part")).stat().st_size
+        hub.served.clear()
+        resumed = runner.invoke(app, ["models", "pull", "hub-sd"], env=env)
+    assert resumed.exit_code == 0, resumed.output
+    assert [s.range for s in hub.served if s.path == unet] == [f"bytes={kept}-"]
