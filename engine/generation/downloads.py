@@ -185,7 +185,8 @@ class _Puller:
         have = part.stat().st_size if part.exists() else 0
         if item.size is not None and have == item.size:
             return  # a cancelled pull stopped right after its last chunk
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        # identity: the bytes on the wire are the file's, so a Range offset is a file offset
+        headers = {"Accept-Encoding": "identity"} | ({"Range": f"bytes={have}-"} if have else {})
         with self.client.stream("GET", url, headers=headers) as response:
             if response.status_code == 416:  # the .part is as long as the file, or longer (then start over)
                 if item.size is None:
@@ -239,6 +240,9 @@ def pull_model(spec: ModelSpec, models_dir: Path, *, hub_url: str = HUB_URL, eve
         puller.slug = spec.slug
         target = models_dir / spec.slug
         listed = dict(puller.listing(spec.repo_id))
+        unsafe = [path for path in listed if path.startswith("/") or ".." in path.split("/") or "\\" in path]
+        if unsafe:  # a file list that would write outside the model's folder
+            raise DownloadFailed(f"the hub at {puller.hub} listed unsafe file names for {spec.repo_id}")
         files = [HubFile(spec.repo_id, path, listed[path], target / path) for path in wanted_files(list(listed))]
         if spec.unet_weights:
             repo, filename = spec.unet_weights

@@ -152,3 +152,10 @@ def test_wanted_files_skip_variants_top_level_checkpoints_and_other_formats():
         "model_index.json", "unet/diffusion_pytorch_model.safetensors", "text_encoder/model-00001-of-00002.safetensors",
         "text_encoder/model.safetensors.index.json", "tokenizer/vocab.json",
         "only_fp16/diffusion_pytorch_model.fp16.safetensors", "tokenizer/chat_template.jinja"]
+
+
+def test_a_file_list_that_would_write_outside_the_folder_is_refused(hub, tmp_path):
+    hub.files = lambda repo: [("model_index.json", 2), ("../../outside.json", 2)]
+    with pytest.raises(DownloadFailed, match="unsafe file names"):
+        pull_model(HUB_SD, tmp_path / "models", hub_url=hub.url)
+    assert not hub.served and not (tmp_path / "outside.json").exists()
