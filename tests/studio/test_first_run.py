@@ -1,5 +1,7 @@
 """First run's model step: after the admin account, this machine's recommendation, its pull, Skip."""
 
+import importlib
+
 import pytest
 
 from engine.generation import hardware
@@ -15,14 +17,17 @@ MACHINE = hardware.Machine(accelerator="cpu", gpu_name=None, gpu_memory_bytes=0,
 
 
 @pytest.fixture
-def fresh_box(engine, models_dir, tmp_path, monkeypatch):
+def fresh_box(user, engine, models_dir, tmp_path, monkeypatch):
     """A box whose default model has no weights; the recommendation is the tiny model as a hub model, served by
     a loopback stand-in for the hub, pulled into this test's own models folder."""
+    # The module the app's pages were registered from: NiceGUI's reset drops page modules after each test, so
+    # each `user` imports them afresh (this test module's `first_run` may be an earlier copy).
+    page = importlib.import_module("studio.pages.first_run")
     spec = engine.catalog.add_custom("hub-sd", "test/tiny-sd", "sd", name="Hub SD")
     engine.runtime.set("default_model", "flux-schnell")
     monkeypatch.setattr(engine.pipelines, "models_dir", tmp_path / "models")
-    monkeypatch.setattr(first_run, "detect", lambda folder: MACHINE)
-    monkeypatch.setattr(first_run, "recommend", lambda machine, catalog: hardware.Recommendation(
+    monkeypatch.setattr(page, "detect", lambda folder: MACHINE)
+    monkeypatch.setattr(page, "recommend", lambda machine, catalog: hardware.Recommendation(
         spec, "Hub SD suits this test box."))
     with HubServer({"test/tiny-sd": models_dir / "tiny-sd"}) as hub:
         monkeypatch.setattr(engine.settings, "hub_url", hub.url)
