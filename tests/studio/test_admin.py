@@ -118,12 +118,12 @@ async def test_plans_create_edit_and_delete(user, engine, admin_account):
     user.find(marker="save-plan").click()
     await eventually(lambda: plan_of(engine, "team").monthly_credits == 1234)  # "Plan saved." shows from before
 
-    user.find(marker="delete-plan-studio").click()  # the admin's own workspace is on it
-    await user.should_see("workspace(s) are on the 'studio' plan")
+    user.find(marker="delete-plan-owner").click()  # the admin's own workspace is on it
+    await user.should_see("workspace(s) are on the 'owner' plan")
     user.find(marker="delete-plan-team").click()
     await user.should_see("Deleted the Team plan.")
     with session_scope(engine.db) as session:
-        assert session.get(Plan, "team") is None and session.get(Plan, "studio") is not None
+        assert session.get(Plan, "team") is None and session.get(Plan, "owner") is not None
 
 
 async def test_server_settings(user, engine, admin_account):
