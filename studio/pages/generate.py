@@ -214,16 +214,16 @@ class GeneratePage:
                 size = self.prefs.get("default_size", "1:1")
                 self.size = ui.select(SIZE_CHOICES, value=size if size in SIZE_CHOICES else "1:1", label="Size",
                                       on_change=self._on_size_change).props("outlined options-dense") \
-                    .classes("grow").mark("size")
+                    .classes("grow").mark("size").props("data-testid=size")
                 self.count = ui.select(list(range(1, self.max_count + 1)), value=1, label="Images") \
                     .props("outlined").classes("w-28").mark("count")
             with ui.row().classes("w-full gap-2 no-wrap") as self.custom_size:
                 self.width = ui.number("Width", value=512, min=256, max=1024, step=64,
                                        on_change=self._on_size_change) \
-                    .props("outlined dense suffix=px").classes("grow").mark("width")
+                    .props("outlined dense suffix=px data-testid=width").classes("grow").mark("width")
                 self.height = ui.number("Height", value=512, min=256, max=1024, step=64,
                                         on_change=self._on_size_change) \
-                    .props("outlined dense suffix=px").classes("grow").mark("height")
+                    .props("outlined dense suffix=px data-testid=height").classes("grow").mark("height")
             self.size_hint = ui.label().classes("text-xs studio-muted -mt-1").mark("size-hint")
             with ui.row().classes("w-full gap-2 no-wrap items-start"):
                 self.steps = ui.number("Steps", min=1, max=MAX_STEPS, step=1, precision=0).props("outlined dense") \

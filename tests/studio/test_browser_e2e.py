@@ -80,6 +80,13 @@ class Studio:
         # A script click: a toast passing over the button must not swallow it.
         self.driver.execute_script("arguments[0].click()", self.wait(testid, clickable=True))
 
+    def choose(self, testid: str, option: str) -> None:
+        """Open a Quasar select and pick the option with this text."""
+        self.click(testid)
+        item = self.until(EC.element_to_be_clickable(
+            (By.XPATH, f'//div[contains(@class, "q-menu")]//div[contains(@class, "q-item")][.//span[text()="{option}"]]')))
+        self.driver.execute_script("arguments[0].click()", item)
+
     def settle(self, pause: float = 0.25) -> None:
         """Let fonts, images and transitions finish before a screenshot; toasts are left out of the picture."""
         self.driver.execute_script(
@@ -246,7 +253,11 @@ def daily_driver(studio: Studio, browser) -> None:
     studio.until(lambda d: latest_details(studio).startswith("upscale · tiny-sd · 512×512"), 90)
 
     # A long run in this tab, seen (and cancelled) from a second tab's queue.
+    # (1024², 50 steps: long enough on any machine to still be running when the other tab's Cancel is pressed.)
     studio.click("clear-edit")
+    studio.choose("size", "Custom size")
+    studio.type("width", "1024")
+    studio.type("height", "1024")
     studio.type("steps", "50")
     studio.click("generate")
     first = browser.current_window_handle

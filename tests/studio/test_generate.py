@@ -300,6 +300,9 @@ async def test_an_edit_keeps_its_context_strength_source_and_reuse(user, engine,
     recorded = read_png_metadata(engine.gallery.read(edit))  # the PNG says it too
     assert recorded["strength"] == 0.4 and recorded["source_image_id"] == source.id
 
+    # The image is stored before the page shows it: wait for the edit's own result, or Reuse hits the source's.
+    await eventually(lambda: count(user, "cancel") == 0, 30)
+    await user.should_see(content="edit · tiny-sd")
     user.find(marker="clear-edit").click()
     await eventually(lambda: count(user, "result") == 1, 30)
     user.find(marker="reuse").click()  # on the edit, the newest result
