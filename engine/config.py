@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     jwt_ttl_minutes: int = Field(default=60 * 12, ge=1)
     allow_private_fetch: bool = Field(default=False, description="Let input_image URLs reach private addresses.")
     studio_enabled: bool = True
+    # `imagestudio desktop`: what closing the window does (ask, keep serving in the background, or quit), and how
+    # long a job must have taken for a desktop notification when it finishes.
+    desktop_on_close: Literal["ask", "background", "quit"] = "ask"
+    desktop_notify_after_s: float = Field(default=20.0, ge=0)
     secret_key: str | None = Field(default=None, description="Signs JWTs and links; generated into data_dir if unset.")
     max_body_bytes: int = 16 * 1024 * 1024
     prompt_tools_per_minute: int = Field(

@@ -156,7 +156,7 @@ class Job(SQLModel, table=True):
     image_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
-    finished_at: datetime | None = None
+    finished_at: datetime | None = Field(default=None, index=True)
     # The process that runs it and until when it vouches for it (engine/data/leases.py); null: no live owner.
     process_id: str | None = Field(default=None, index=True)
     lease_expires_at: datetime | None = None

@@ -135,3 +135,25 @@ def cancel_active(engine: ImageEngine, user_id: str, *, running_only: bool = Fal
             continue
         cancelled += engine.cancel_job(job.job_id)
     return cancelled
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    job_id: str
+    kind: str
+    status: str  # succeeded | failed | cancelled
+    prompt: str
+    model: str
+    seconds: float  # from accepted to finished: what the person waited
+    finished_at: datetime
+
+
+def finished_since(engine: ImageEngine, since: datetime, limit: int = 50) -> list[FinishedJob]:
+    """Anyone's jobs that ended after ``since``, oldest first (the desktop app's "your image is ready" notices)."""
+    query = select(Job).where(col(Job.status).in_(JobStatus.FINISHED), Job.finished_at > since)
+    with read_scope(engine.db) as session:
+        rows = session.exec(query.order_by(col(Job.finished_at)).limit(limit)).all()
+    return [FinishedJob(job_id=row.id, kind=row.kind, status=row.status, prompt=str(row.params.get("prompt", "")),
+                        model=str(row.params.get("model", "")), finished_at=row.finished_at,
+                        seconds=max(0.0, (row.finished_at - row.created_at).total_seconds()))
+            for row in rows]
