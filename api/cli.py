@@ -51,6 +51,46 @@ def serve(host: Annotated[str | None, typer.Option(help="Interface to listen on"
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **settings.uvicorn_proxy_options())
 
 
+@app.command()
+def desktop(install: Annotated[bool, typer.Option("--install", help="Add Image Studio to this user's applications "
+                                                                    "menu (Linux) and exit")] = False,
+            host: Annotated[str | None, typer.Option(help="Interface the API listens on")] = None,
+            port: Annotated[int | None, typer.Option(help="Port")] = None,
+            log_level: str = "info") -> None:
+    """The studio in its own window, while the API keeps serving on its port (needs the desktop extra)."""
+    if install:
+        from studio.desktop.install import install as install_entry
+
+        try:
+            written = install_entry()
+        except OSError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"Installed {written[-1]} and the icon; Image Studio is in the applications menu.")
+        return
+    from studio.desktop.instance import ask_running_to_focus
+
+    settings = Settings()
+    already = "Image Studio is already running on this data dir: its window is in front now."
+    if ask_running_to_focus(settings.data_dir):  # before the heavy imports: a second launch answers at once
+        typer.echo(already)
+        return
+    try:
+        import webview  # noqa: F401
+    except ImportError:
+        typer.echo('The desktop window needs pywebview and Qt: pip install -e ".[desktop]"', err=True)
+        raise typer.Exit(1) from None
+    from studio.desktop.app import run_desktop
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    host, port = host or settings.host, port or settings.port
+    status = run_desktop(settings, host, port, log_level)
+    if status is None:
+        typer.echo(already)
+        return
+    raise typer.Exit(status)
+
+
 @app.command("wordpress-plugin")
 def wordpress_plugin(out: Annotated[Path, typer.Option(help="Where to write the zip")] = Path(ZIP_NAME)) -> None:
     """Build the WordPress plugin's installable zip (Plugins → Add New → Upload Plugin)."""

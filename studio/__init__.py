@@ -6,9 +6,12 @@ It calls the engine directly (not its own HTTP API). Page paths: ``/`` generate,
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
-from engine.service import ImageEngine
+if TYPE_CHECKING:  # the desktop app's single-instance check imports studio.desktop: it must stay light
+    from fastapi import FastAPI
+
+    from engine.service import ImageEngine
 
 
 def mount_studio(app: FastAPI, engine: ImageEngine) -> None:

@@ -254,7 +254,8 @@ class GeneratePage:
             with ui.column().classes("w-full gap-2") as self.edit_panel:
                 ui.separator()
                 with ui.row().classes("w-full items-center gap-3 no-wrap"):
-                    self.edit_preview = ui.image().classes("w-20 h-20 rounded-lg shrink-0").mark("edit-source")
+                    self.edit_preview = ui.image().classes("w-20 h-20 rounded-lg shrink-0").mark("edit-source") \
+                        .props("data-testid=edit-source")
                     with ui.column().classes("gap-0 grow min-w-0"):
                         ui.label("Editing an image").classes("font-medium")
                         ui.label("The prompt describes the change. Lower strength keeps more of the original.") \
