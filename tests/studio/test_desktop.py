@@ -1,6 +1,7 @@
 """``imagestudio desktop`` for real: the window (pywebview on Qt) on a virtual screen (Debian's Xvfb, which
 .ci/run installs), the first run and a generation through the window's page, a file dropped on it, the API
-answering on its port meanwhile, and a second launch that brings the first window to the front.
+answering on its port meanwhile; closing the window keeps the API serving, and a second launch brings the first
+app's window back.
 
 The window's page is driven over the Chrome DevTools protocol of its QtWebEngine (QTWEBENGINE_REMOTE_DEBUGGING).
 Its screenshot goes to docs/screenshots/desktop.png with IMAGESTUDIO_SCREENSHOTS_DIR=docs/screenshots."""
@@ -162,7 +163,8 @@ def desktop(display, models_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("desktop")
     devtools_port = free_port()
     env = server_env(folder / "data", models_dir, DISPLAY=display, QTWEBENGINE_REMOTE_DEBUGGING=str(devtools_port),
-                     IMAGESTUDIO_DESKTOP_NOTIFY_AFTER_S="0", XDG_RUNTIME_DIR=str(folder))
+                     IMAGESTUDIO_DESKTOP_NOTIFY_AFTER_S="0", IMAGESTUDIO_DESKTOP_ON_CLOSE="background",
+                     XDG_RUNTIME_DIR=str(folder))
     app = Desktop(env, folder / "desktop.log", free_port())
     app.devtools = DevTools(devtools_port)
     yield app
@@ -221,13 +223,45 @@ def test_the_window_runs_the_studio_while_the_api_serves(desktop, display, tmp_p
     assert page.js("location.pathname") == "/"  # the window did not navigate to the file
 
 
-def test_a_second_launch_brings_the_running_window_to_the_front(desktop):
+def test_closing_keeps_serving_and_a_second_launch_brings_the_window_back(desktop, display):
+    close_window(display)  # the window manager's close button (WM_DELETE_WINDOW)
+    desktop.wait_for_log("notification: Still serving")  # and the person is told so
+    assert not visible_windows(display)
+    assert httpx.get(f"{desktop.base}/api/v1/health", timeout=10).status_code == 200  # serving in the background
+
     second = subprocess.run(desktop.command(), env=desktop.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)
     assert second.returncode == 0, second.stderr
     assert "already running" in second.stdout
     desktop.wait_for_log("window brought to the front")
-    assert httpx.get(f"{desktop.base}/api/v1/health", timeout=10).status_code == 200  # the first one still serves
+    deadline = time.monotonic() + 20
+    while not visible_windows(display):
+        assert time.monotonic() < deadline, "the window did not come back"
+        time.sleep(0.2)
+    assert desktop.proc.poll() is None  # one app: the first
+
+
+def visible_windows(display: str) -> list[int]:
+    out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "Image Studio"], capture_output=True,
+                         text=True, env=os.environ | {"DISPLAY": display}, timeout=30, check=False).stdout
+    return [int(line) for line in out.split()]
+
+
+def close_window(display: str) -> None:
+    """What a window manager sends when its close button is pressed (Xvfb has no window manager)."""
+    from Xlib import X, protocol
+    from Xlib.display import Display
+
+    (window_id,) = visible_windows(display)
+    screen = Display(display)
+    try:
+        window = screen.create_resource_object("window", window_id)
+        protocols, delete = screen.intern_atom("WM_PROTOCOLS"), screen.intern_atom("WM_DELETE_WINDOW")
+        window.send_event(protocol.event.ClientMessage(window=window, client_type=protocols,
+                                                       data=(32, [delete, X.CurrentTime, 0, 0, 0])))
+        screen.flush()
+    finally:
+        screen.close()
 
 
 def _png() -> bytes:
