@@ -1,6 +1,6 @@
-"""The desktop app's main process: the server (the API and the studio, as ``imagestudio serve``) in the main
-thread, the window in a child process, and a bridge thread between them that relays quit/show, the tray's status
-and notifications of long jobs."""
+"""The desktop app's main process: the server (the API and the studio, as ``imagestudio serve``) on the main
+thread, the window in a child process, a relay thread that opens the window and passes its quit on, and a report
+thread that sends it the tray's status and notifications of long jobs."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
 
 from engine.config import Settings
 from engine.data.tables import JobStatus, utcnow
+from engine.errors import DatabaseBusy
 from engine.generation.activity import active_jobs, finished_since
 from engine.service import ImageEngine
 from studio.desktop.instance import SingleInstance
@@ -26,7 +26,7 @@ from studio.desktop.window import WindowConfig, run_window
 log = logging.getLogger("imagestudio.desktop")
 
 SPAWN = multiprocessing.get_context("spawn")  # the window's process starts clean (no torch, no server state)
-BRIDGE_TICK_S = 0.25
+RELAY_TICK_S = 0.25
 STATUS_EVERY_S = 2.0
 TITLE = "Image Studio"
 
@@ -152,9 +152,9 @@ def run_desktop(settings: Settings, host: str, port: int, log_level: str = "info
         engine = ImageEngine(settings)
         server = DesktopServer(uvicorn.Config(create_app(settings, engine, with_studio=True), host=host, port=port,
                                                log_level=log_level, **settings.uvicorn_proxy_options()))
-        bridge = threading.Thread(target=_bridge, args=(server, window, engine, settings, public_url),
-                                  name="desktop-bridge", daemon=True)
-        bridge.start()
+        threading.Thread(target=_relay, args=(server, window, public_url), name="desktop-relay", daemon=True).start()
+        threading.Thread(target=_report, args=(server, window, engine, settings, public_url), name="desktop-report",
+                         daemon=True).start()
         server.run()  # on the main thread, where Ctrl-C and SIGTERM stop it
         window.stop()
         return 0 if server.started else 1
@@ -162,14 +162,13 @@ def run_desktop(settings: Settings, host: str, port: int, log_level: str = "info
         instance.close()
 
 
-def _bridge(server, window: Window, engine: ImageEngine, settings: Settings, public_url: str) -> None:
-    while not server.started:  # the window opens on a server that answers
+def _relay(server, window: Window, public_url: str) -> None:
+    """Opens the window once the server answers, then passes the window's quit on to the server."""
+    while not server.started:
         if server.should_exit:
             return
-        time.sleep(BRIDGE_TICK_S)
+        time.sleep(RELAY_TICK_S)
     window.start()
-    notices = JobNotices(engine, settings.desktop_notify_after_s)
-    next_status = 0.0
     while not server.should_exit:
         for kind, *_ in window.receive():
             if kind == "quit":
@@ -177,19 +176,23 @@ def _bridge(server, window: Window, engine: ImageEngine, settings: Settings, pub
                 server.should_exit = True
             elif kind == "hidden":
                 log.info("window closed; still serving at %s", public_url)
-        if time.monotonic() >= next_status:
-            next_status = time.monotonic() + STATUS_EVERY_S
-            try:
-                running = len(active_jobs(engine, None))
-                found = notices.poll()
-            except SQLAlchemyError:  # the database is away for a moment: the tray's text can wait
-                log.warning("could not read the jobs for the tray", exc_info=True)
-                continue
-            window.send("status", f"Serving at {public_url} · {running} running" if running
-                        else f"Serving at {public_url}")
-            for notice in found:
-                window.send("notify", notice.title, notice.body)
-        time.sleep(BRIDGE_TICK_S)
+        time.sleep(RELAY_TICK_S)
+
+
+def _report(server, window: Window, engine: ImageEngine, settings: Settings, public_url: str) -> None:
+    """The tray's text and the notifications: database reads, on a thread of their own so that a database
+    that is away never holds up the window's quit."""
+    notices = JobNotices(engine, settings.desktop_notify_after_s)
+    while not server.should_exit:
+        time.sleep(STATUS_EVERY_S)
+        try:
+            running = len(active_jobs(engine, None))
+            found = notices.poll()
+        except DatabaseBusy:  # a long write elsewhere: the next look sees it
+            continue
+        window.send("status", f"Serving at {public_url} · {running} running" if running else f"Serving at {public_url}")
+        for notice in found:
+            window.send("notify", notice.title, notice.body)
 
 
 def _icon_path() -> str | None:
