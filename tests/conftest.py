@@ -85,3 +85,17 @@ def auth(user_and_key) -> dict[str, str]:
 def pro_auth(engine) -> dict[str, str]:
     """A Pro-plan user: storage on, bigger limits."""
     return {"Authorization": f"Bearer {make_user(engine, 'pat@example.com', plan='pro')[1]}"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PostgreSQL pass (.ci/run's second) runs what opens the pass's database: the tests that use the
+    ``settings`` fixture, where IMAGESTUDIO_TEST_DATABASE picks it. Any other test would run exactly as it did in
+    the SQLite pass (a subprocess server keeps its own SQLite file), and only cost CI time."""
+    if os.environ.get("IMAGESTUDIO_TEST_DATABASE") != "postgresql":
+        return
+    kept, deselected = [], []
+    for item in items:
+        (kept if "settings" in getattr(item, "fixturenames", ()) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
