@@ -169,13 +169,19 @@ def _relay(server, window: Window, public_url: str) -> None:
             return
         time.sleep(RELAY_TICK_S)
     window.start()
+    was_alive = True
     while not server.should_exit:
+        alive = window.alive  # read before the messages: a window that quit has said so by the time it is gone
         for kind, *_ in window.receive():
             if kind == "quit":
                 log.info("the window quit: stopping the server")
                 server.should_exit = True
             elif kind == "hidden":
                 log.info("window closed; still serving at %s", public_url)
+        if was_alive and not alive and not server.should_exit:  # gone without a quit: a crash, or no display
+            log.warning("the window closed unexpectedly (exit code %s); the API keeps serving at %s, and launching "
+                        "Image Studio again opens a new window", window.process.exitcode, public_url)
+        was_alive = alive
         time.sleep(RELAY_TICK_S)
 
 
