@@ -176,6 +176,10 @@ def _session_options():
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # onnxruntime's pool threads spin between ops by default: on a box that also runs the diffusion pipelines
+    # and the API they take the cores those need, and under that load a cut-out waits on them in turn.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:
         options.inter_op_num_threads = int(threads)
