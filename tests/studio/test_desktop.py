@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.browser import save_png, screenshots_folder
-from tests.server_process import ROOT, create_key, free_port, server_env
+from tests.server_process import ROOT, create_key, free_port, server_env, stop_process
 from tests.support import require
 
 # One real desktop app per module (its start is the slow part); the database under it is the engine's, which
@@ -156,14 +156,7 @@ class Desktop:
             time.sleep(0.2)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, 30)
 
 
 @pytest.fixture(scope="module")
