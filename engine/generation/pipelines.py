@@ -311,15 +311,3 @@ class PipelineManager:
         return pull_model(self.catalog.get(slug), self.models_dir, hub_url=hub_url or HUB_URL, events=report,
                           cancel=cancel)
 
-
-def _progress_tqdm(progress: ProgressFn):
-    from tqdm.auto import tqdm
-
-    class ReportingTqdm(tqdm):
-        def update(self, n=1):
-            result = super().update(n)
-            if self.total:
-                progress(int(self.n), int(self.total))
-            return result
-
-    return ReportingTqdm
