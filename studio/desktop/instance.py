@@ -37,12 +37,20 @@ def _authkey(data_dir: Path) -> bytes:
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
-        return bytes.fromhex(key)
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    partial = path.with_name(f".desktop.key.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    try:
+        os.link(partial, path)  # whole or not at all; a launch that raced this one and won keeps its key
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        partial.unlink()
+    return bytes.fromhex(key)
 
 
 def ask_running_to_focus(data_dir: Path) -> bool:

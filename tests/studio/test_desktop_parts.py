@@ -84,3 +84,19 @@ def test_the_socket_refuses_a_caller_without_the_key(tmp_path):
         assert (tmp_path / "desktop.key").stat().st_mode & 0o077 == 0
     finally:
         first.close()
+
+
+def test_launches_racing_for_a_new_data_dir_agree_on_one_key(tmp_path):
+    keys, start = [], threading.Barrier(8)
+
+    def launch():
+        start.wait()
+        keys.append(instance._authkey(tmp_path))
+
+    threads = [threading.Thread(target=launch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["desktop.key"]  # no partial key left behind
