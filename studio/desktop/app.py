@@ -64,7 +64,7 @@ class Window:
         self.config = config
         self.process: multiprocessing.process.BaseProcess | None = None
         self.pipe = None
-        self._lock = threading.Lock()  # sends come from the bridge and from the single-instance thread
+        self._lock = threading.Lock()  # used from the relay, report and single-instance threads
 
     def start(self) -> None:
         with self._lock:

@@ -40,8 +40,8 @@ DROP_GUARD_JS = """
 
 @dataclass(frozen=True)
 class WindowConfig:
-    url: str  # the studio, on loopback
-    public_url: str  # where the API serves, for the tray's text and "Open in browser"
+    url: str  # the studio, on loopback (also what "Open in the browser" opens)
+    public_url: str  # where the API serves, for the tray's text and the close prompt
     title: str
     icon: str | None
     on_close: OnClose
@@ -64,7 +64,7 @@ def run_window(config: WindowConfig, pipe: Connection) -> None:
     app.setQuitOnLastWindowClosed(False)  # a hidden window (serving in the background) is not the end
     window = webview.create_window(config.title, config.url, width=WINDOW_SIZE[0], height=WINDOW_SIZE[1],
                                    min_size=MIN_SIZE, text_select=True)
-    shell = Shell(app, window, config, pipe)
+    shell = Shell(window, config, pipe)
     window.events.closing += shell.on_closing
     window.events.loaded += lambda: window.evaluate_js(DROP_GUARD_JS)
     window.events.shown += lambda: log.info("window shown: %s", config.url)
@@ -75,10 +75,10 @@ def run_window(config: WindowConfig, pipe: Connection) -> None:
 class Shell:
     """The parts around the window: the tray icon, notifications, the close prompt, the pipe to the server."""
 
-    def __init__(self, app, window, config: WindowConfig, pipe: Connection):
+    def __init__(self, window, config: WindowConfig, pipe: Connection):
         from qtpy.QtCore import QTimer
 
-        self.app, self.window, self.config, self.pipe = app, window, config, pipe
+        self.window, self.config, self.pipe = window, config, pipe
         self.quitting = False
         self.tray = self._make_tray()
         self.timer = QTimer()
@@ -177,7 +177,7 @@ class Shell:
         menu.addAction(self.status_action)
         menu.addSeparator()
         for text, slot in (("Open Image Studio", self.show),
-                           ("Open in the browser", lambda: webbrowser.open(self.config.public_url)),
+                           ("Open in the browser", lambda: webbrowser.open(self.config.url)),
                            ("Quit Image Studio", self._quit_from_tray)):
             action = QAction(text, menu)
             action.triggered.connect(slot)
