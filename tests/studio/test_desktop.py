@@ -23,7 +23,7 @@ import pytest
 
 from tests.browser import save_png, screenshots_folder
 from tests.server_process import ROOT, create_key, free_port, server_env, stop_process
-from tests.support import require
+from tests.support import require, wait_until
 
 # One real desktop app per module (its start is the slow part); the database under it is the engine's, which
 # the API tests run on PostgreSQL.
@@ -141,19 +141,14 @@ class Desktop:
         return self.log.read_text(errors="replace")
 
     def logged(self, needle: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                return False
-            time.sleep(0.2)
-        return True
+        """Whether ``needle`` is in the log within ``timeout`` (False at once if the app exits)."""
+        return wait_until(lambda: needle in self.text() or self.proc.poll() is not None, timeout) \
+            and needle in self.text()
 
     def wait_for_log(self, needle: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.text():
-            assert self.proc.poll() is None, f"the desktop app exited:\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{needle!r} not logged:\n{self.text()[-3000:]}"
-            time.sleep(0.2)
+        found = self.logged(needle, timeout)
+        assert found or self.proc.poll() is None, f"the desktop app exited:\n{self.text()[-3000:]}"
+        assert found, f"{needle!r} not logged:\n{self.text()[-3000:]}"
 
     def stop(self) -> int:
         return stop_process(self.proc, 30)
