@@ -248,21 +248,28 @@ def visible_windows(display: str) -> list[int]:
     return [int(line) for line in out.split()]
 
 
-def close_window(display: str) -> None:
-    """What a window manager sends when its close button is pressed (Xvfb has no window manager)."""
-    from Xlib import X, protocol
-    from Xlib.display import Display
+_SEND_WM_DELETE = """
+import sys
+from Xlib import X, protocol
+from Xlib.display import Display
 
+screen = Display(sys.argv[1])
+window = screen.create_resource_object("window", int(sys.argv[2]))
+protocols, delete = screen.intern_atom("WM_PROTOCOLS"), screen.intern_atom("WM_DELETE_WINDOW")
+window.send_event(protocol.event.ClientMessage(window=window, client_type=protocols,
+                                               data=(32, [delete, X.CurrentTime, 0, 0, 0])))
+screen.flush()
+screen.close()
+"""
+
+
+def close_window(display: str) -> None:
+    """What a window manager sends when its close button is pressed (Xvfb has no window manager).
+
+    In a process of its own: python-xlib waits with select(), which can't take the descriptor numbers above 1024
+    that a long test session's process may be handing out by now."""
     (window_id,) = visible_windows(display)
-    screen = Display(display)
-    try:
-        window = screen.create_resource_object("window", window_id)
-        protocols, delete = screen.intern_atom("WM_PROTOCOLS"), screen.intern_atom("WM_DELETE_WINDOW")
-        window.send_event(protocol.event.ClientMessage(window=window, client_type=protocols,
-                                                       data=(32, [delete, X.CurrentTime, 0, 0, 0])))
-        screen.flush()
-    finally:
-        screen.close()
+    subprocess.run([sys.executable, "-c", _SEND_WM_DELETE, display, str(window_id)], timeout=30, check=True)
 
 
 def _png() -> bytes:
