@@ -158,6 +158,7 @@ class ImageEngine:
     def __init__(self, settings: Settings, db: Engine | None = None):
         self.settings = settings
         settings.ensure_dirs()
+        self._owns_db = db is None  # a database handed in is its owner's to close
         self.db = db or make_engine(settings.db_url)
         init_db(self.db)
         with session_scope(self.db) as session:
@@ -251,8 +252,12 @@ class ImageEngine:
         self.remote.stop()
         self.webhooks.stop()
         self.request_log.close()
+        if self._housekeeper:
+            self._housekeeper.join(30)  # a housekeeping round under way ends before the database closes
         self._renew_leases(expire=True)  # what is left is abandoned now: the next start recovers it at once
         self.identity.close()
+        if self._owns_db:
+            self.db.dispose()  # the pool's open connections (SQLite: three descriptors each) go with the engine
 
     def housekeeping(self) -> dict[str, int]:
         """Forget what has expired: copies of unstored images past their TTL, idempotency records past a day,

@@ -59,6 +59,8 @@ class RequestLog:
     def close(self) -> None:
         self.flush()
         self._closing.set()
+        if self._writer:
+            self._writer.join(FLUSH_INTERVAL_S + 5)
 
     def _ensure_writer(self) -> None:
         if self._writer is None or not self._writer.is_alive():
