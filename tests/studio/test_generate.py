@@ -410,7 +410,7 @@ async def test_upscale_a_result_twice_the_size_recorded_like_a_generation(user, 
     await generate(user, "a small house")
     (small,) = images_of(engine, member_account.id)
     user.find(marker="upscale").click()
-    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 60)
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 120)
     big = images_of(engine, member_account.id)[-1]
     assert (big.kind, big.width, big.height, big.seed, big.prompt) == ("upscale", 512, 512, small.seed, small.prompt)
     assert big.source_image_id == small.id and big.strength == 0.35
@@ -425,7 +425,8 @@ async def test_upscale_four_times_with_the_diffusers_upscaler(user, engine, memb
     await generate(user, "a small boat")
     (small,) = images_of(engine, member_account.id)
     user.find(marker="upscale-x4").click()
-    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 60)
+    # a 1024×1024 decode takes ~30 s alone on two cores; a loaded CI worker needs more
+    await eventually(lambda: len(images_of(engine, member_account.id)) == 2, 240)
     big = images_of(engine, member_account.id)[-1]
     assert (big.kind, big.model, big.width, big.height, big.seed) == ("upscale", "tiny-sd-upscaler", 1024, 1024,
                                                                       small.seed)
