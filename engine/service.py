@@ -332,8 +332,14 @@ class ImageEngine:
             session.commit()
         for job_id in claimed:
             self._resume(job_id)
+        # A peer recovering at the same moment may be claiming a job whose row it locked (skipped above): that
+        # job's charge is the peer's to adopt and settle, not a refund. So are those of every job still to run.
+        with read_scope(self.db) as session:
+            requests = session.exec(select(Job.request).where(
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))).all()
+        still_to_run = {request.get("charge_id") for request in requests if request} - {None}
         return {"interrupted_jobs": failed, "resumed_jobs": len(claimed),
-                "refunded_charges": self.meter.refund_abandoned(dead, now)}
+                "refunded_charges": self.meter.refund_abandoned(dead, now, keep=still_to_run)}
 
     def _resume(self, job_id: str) -> None:
         """Run a claimed async job from its row; its charge is settled here when it ends."""

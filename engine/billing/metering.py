@@ -301,14 +301,16 @@ class Meter:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
-    def refund_abandoned(self, dead_processes: set[str] = frozenset(), now: datetime | None = None) -> int:
+    def refund_abandoned(self, dead_processes: set[str] = frozenset(), now: datetime | None = None,
+                         keep: set[str] = frozenset()) -> int:
         """Give back the admissions nobody will settle: those whose lease ran out (or that have none), and those
-        of processes known dead. A live process's charges are never touched."""
+        of processes known dead; not those in ``keep`` (their jobs will still run). A live process's charges are
+        never touched."""
         now = now or datetime.now(UTC)
         with session_scope(self._db) as session:
-            charges = session.exec(select(PendingCharge).where(or_(
+            charges = [charge for charge in session.exec(select(PendingCharge).where(or_(
                 PendingCharge.lease_expires_at.is_(None), PendingCharge.lease_expires_at <= now,
-                PendingCharge.process_id.in_(dead_processes)))).all()
+                PendingCharge.process_id.in_(dead_processes)))).all() if charge.id not in keep]
         for charge in charges:
             # What it still holds was never delivered (delivered images left it in their own transaction).
             self._settle_units(charge.id, charge.workspace_id, charge.periods, refund_requests=charge.requests,

@@ -146,6 +146,19 @@ def test_two_processes_recovering_at_once_take_it_once(engine, member, settings)
         peer.stop()
 
 
+def test_a_job_a_peer_is_claiming_keeps_its_charge(engine, member):
+    """Defect (seen on PostgreSQL in CI): the process that lost the race skipped the locked job, then refunded its
+    charge before the winner's adoption of it committed; the job ran, its image free."""
+    job_id = abandoned_job(engine, member)
+    with session_scope(engine.db) as session:  # the peer's claim, before its adoption of the charge
+        session.exec(update(Job).where(Job.id == job_id).values(
+            status=JobStatus.QUEUED, process_id="proc_peer", lease_expires_at=utcnow() + LEASE, attempts=1))
+        session.commit()
+    outcome = engine.recover_abandoned()
+    assert (outcome["resumed_jobs"], outcome["refunded_charges"]) == (0, 0)
+    assert len(charges(engine)) == 1 and balance(engine, member) == 10 - COST
+
+
 def test_a_live_process_keeps_its_async_jobs(engine, member):
     """Submitted here with async_job: kept as data, run here; nobody else's recovery takes it."""
     task = engine.submit_generation(member, GenerationParams(prompt="a mill", model="tiny-sd", width=256,
