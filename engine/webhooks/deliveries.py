@@ -104,11 +104,11 @@ class Webhooks:
             self._thread = threading.Thread(target=self._loop, name="imagestudio-webhooks", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread:
-            self._thread.join(timeout)  # a delivery under way finishes (its own timeout bounds it)
+            self._thread.join(10)  # a delivery under way finishes (its own timeout bounds it)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
